@@ -1,0 +1,198 @@
+//! Patient-space geometry (DICOM LPS, mm) of frames and volumes. Names say their space:
+//! `patient_from_pixel` maps (col, row) pixel coordinates to patient coordinates.
+
+use dicom_dictionary_std::tags;
+use serde::Serialize;
+
+use crate::attrs::{self, Obj};
+use crate::error::{Error, Result};
+use crate::study::Series;
+
+/// Which attribute the pixel spacing came from: they mean different things for projection radiographs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum SpacingSource {
+    /// PixelSpacing (0028,0030): in the patient (or calibrated) plane.
+    Patient,
+    /// ImagerPixelSpacing (0018,1164): at the detector front plane, magnification not corrected.
+    Detector,
+}
+
+/// Position, orientation and spacing of one frame.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FrameGeometry {
+    /// ImagePositionPatient: centre of the first transmitted pixel, mm.
+    pub position: [f64; 3],
+    /// ImageOrientationPatient: row direction cosines then column direction cosines.
+    pub orientation: [f64; 6],
+    /// (row spacing, column spacing) in mm, i.e. distance between rows, then between columns.
+    pub spacing: Option<([f64; 2], SpacingSource)>,
+    pub slice_thickness: Option<f64>,
+}
+
+/// Pixel spacing of a frame: PixelSpacing (or Pixel Measures macro) first, then ImagerPixelSpacing.
+pub fn pixel_spacing(obj: &Obj, frame: u32) -> Option<([f64; 2], SpacingSource)> {
+    let two = |v: Vec<f64>| match v.as_slice() {
+        [r, c, ..] if *r > 0.0 && *c > 0.0 => Some([*r, *c]),
+        _ => None,
+    };
+    attrs::frame_attr(obj, frame, tags::PIXEL_MEASURES_SEQUENCE, |o| {
+        attrs::floats(o, tags::PIXEL_SPACING).and_then(two)
+    })
+    .map(|s| (s, SpacingSource::Patient))
+    .or_else(|| {
+        attrs::floats(obj, tags::IMAGER_PIXEL_SPACING)
+            .and_then(two)
+            .map(|s| (s, SpacingSource::Detector))
+    })
+}
+
+impl FrameGeometry {
+    /// Reads the geometry of `frame`, from functional groups for enhanced objects.
+    pub fn read(obj: &Obj, frame: u32) -> Option<Self> {
+        let position = attrs::frame_attr(obj, frame, tags::PLANE_POSITION_SEQUENCE, |o| {
+            attrs::floats(o, tags::IMAGE_POSITION_PATIENT)
+        })?;
+        let orientation = attrs::frame_attr(obj, frame, tags::PLANE_ORIENTATION_SEQUENCE, |o| {
+            attrs::floats(o, tags::IMAGE_ORIENTATION_PATIENT)
+        })?;
+        let (Ok(position), Ok(orientation)) = (
+            <[f64; 3]>::try_from(position.get(..3)?),
+            <[f64; 6]>::try_from(orientation.get(..6)?),
+        ) else {
+            return None;
+        };
+        Some(FrameGeometry {
+            position,
+            orientation,
+            spacing: pixel_spacing(obj, frame),
+            slice_thickness: attrs::frame_attr(obj, frame, tags::PIXEL_MEASURES_SEQUENCE, |o| {
+                attrs::float(o, tags::SLICE_THICKNESS)
+            }),
+        })
+    }
+
+    pub fn row_dir(&self) -> [f64; 3] {
+        [
+            self.orientation[0],
+            self.orientation[1],
+            self.orientation[2],
+        ]
+    }
+
+    pub fn col_dir(&self) -> [f64; 3] {
+        [
+            self.orientation[3],
+            self.orientation[4],
+            self.orientation[5],
+        ]
+    }
+
+    pub fn normal(&self) -> [f64; 3] {
+        cross(self.row_dir(), self.col_dir())
+    }
+
+    pub fn distance_along_normal(&self) -> f64 {
+        dot(self.position, self.normal())
+    }
+
+    /// Patient coordinates (mm) of the pixel at column `x`, row `y`.
+    pub fn patient_from_pixel(&self, x: f64, y: f64) -> Option<[f64; 3]> {
+        let ([row_spacing, col_spacing], _) = self.spacing?;
+        let (r, c) = (self.row_dir(), self.col_dir());
+        Some(std::array::from_fn(|i| {
+            self.position[i] + r[i] * col_spacing * x + c[i] * row_spacing * y
+        }))
+    }
+}
+
+pub fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
+    a[0] * b[0] + a[1] * b[1] + a[2] * b[2]
+}
+
+pub fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+/// A series whose frames form a regular grid in patient space.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumeGeometry {
+    /// Columns, rows, slices.
+    pub dims: [usize; 3],
+    /// Spacing in mm between columns, between rows, between slices.
+    pub spacing: [f64; 3],
+    /// Patient position of voxel (0, 0, 0).
+    pub origin: [f64; 3],
+    pub row_dir: [f64; 3],
+    pub col_dir: [f64; 3],
+    pub normal: [f64; 3],
+}
+
+impl VolumeGeometry {
+    /// Checks that the series' frames (in display order) share size, orientation and in-plane spacing, and
+    /// are evenly spaced along the normal (to 1% of the spacing, or 0.01 mm).
+    pub fn from_series(series: &Series) -> Result<Self> {
+        let n = series.frames.len();
+        if n < 2 {
+            return Err(Error::Geometry("a volume needs at least two slices".into()));
+        }
+        let mut geoms = Vec::with_capacity(n);
+        let mut size = None;
+        for i in 0..n {
+            let (inst, _) = series
+                .instance_of(i)
+                .ok_or_else(|| Error::Geometry("frame index out of range".into()))?;
+            let px = inst
+                .pixel
+                .as_ref()
+                .ok_or_else(|| Error::Geometry("a frame has no pixel description".into()))?;
+            let this_size = (px.rows, px.cols);
+            if *size.get_or_insert(this_size) != this_size {
+                return Err(Error::Geometry("slices differ in size".into()));
+            }
+            geoms.push(series.geometry_of(i).ok_or_else(|| {
+                Error::Geometry(format!("slice {} has no position or orientation", i + 1))
+            })?);
+        }
+        let (rows, cols) = size.unwrap_or_default();
+        let first = geoms[0];
+        let ([row_spacing, col_spacing], _) = first
+            .spacing
+            .ok_or_else(|| Error::Geometry("the first slice has no pixel spacing".into()))?;
+        for g in &geoms {
+            if g.orientation
+                .iter()
+                .zip(first.orientation)
+                .any(|(a, b)| (a - b).abs() > 1e-3)
+            {
+                return Err(Error::Geometry("slices differ in orientation".into()));
+            }
+            if g.spacing.map(|s| s.0) != Some([row_spacing, col_spacing]) {
+                return Err(Error::Geometry("slices differ in pixel spacing".into()));
+            }
+        }
+        let d: Vec<f64> = geoms.iter().map(|g| g.distance_along_normal()).collect();
+        let steps: Vec<f64> = d.windows(2).map(|w| w[1] - w[0]).collect();
+        let mut sorted = steps.clone();
+        sorted.sort_by(f64::total_cmp);
+        let step = sorted[sorted.len() / 2];
+        if step.abs() < 1e-6 {
+            return Err(Error::Geometry("slices share one position".into()));
+        }
+        let tol = (step.abs() * 0.01).max(0.01);
+        if steps.iter().any(|s| (s - step).abs() > tol) {
+            return Err(Error::Geometry("slices are not evenly spaced".into()));
+        }
+        Ok(VolumeGeometry {
+            dims: [cols as usize, rows as usize, n],
+            spacing: [col_spacing, row_spacing, step.abs()],
+            origin: first.position,
+            row_dir: first.row_dir(),
+            col_dir: first.col_dir(),
+            normal: first.normal(),
+        })
+    }
+}

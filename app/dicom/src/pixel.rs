@@ -1,0 +1,768 @@
+//! The pixel pipeline, in one place (PS3.3 C.7.6.3, C.11.1, C.11.2):
+//! stored values → modality LUT → VOI LUT → presentation. Decoding of compressed transfer syntaxes is
+//! delegated to dicom-pixeldata's codecs; everything after the codec (bit masking, sign extension, colour
+//! conversion, rescale, windowing, MONOCHROME1 inversion) happens here, so the GUI, the CLI, export and CLIP
+//! preprocessing all see the same numbers.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use dicom_dictionary_std::tags;
+use dicom_object::{DefaultDicomObject, OpenFileOptions};
+use dicom_pixeldata::PixelDecoder;
+
+use crate::attrs::{self, Obj};
+use crate::error::{Error, Result};
+
+/// Stored sample values of one frame, after bit masking and sign extension; colour data interleaved.
+#[derive(Debug, Clone)]
+pub enum Samples {
+    U8(Vec<u8>),
+    U16(Vec<u16>),
+    I16(Vec<i16>),
+    U32(Vec<u32>),
+    I32(Vec<i32>),
+}
+
+impl Samples {
+    pub fn len(&self) -> usize {
+        match self {
+            Samples::U8(v) => v.len(),
+            Samples::U16(v) => v.len(),
+            Samples::I16(v) => v.len(),
+            Samples::U32(v) => v.len(),
+            Samples::I32(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The sample at `i` widened to i64; `None` past the end.
+    pub fn get(&self, i: usize) -> Option<i64> {
+        match self {
+            Samples::U8(v) => v.get(i).map(|&x| i64::from(x)),
+            Samples::U16(v) => v.get(i).map(|&x| i64::from(x)),
+            Samples::I16(v) => v.get(i).map(|&x| i64::from(x)),
+            Samples::U32(v) => v.get(i).map(|&x| i64::from(x)),
+            Samples::I32(v) => v.get(i).map(|&x| i64::from(x)),
+        }
+    }
+
+    /// Calls `f` with every sample widened to i64, in order.
+    pub fn for_each(&self, mut f: impl FnMut(i64)) {
+        match self {
+            Samples::U8(v) => v.iter().for_each(|&x| f(i64::from(x))),
+            Samples::U16(v) => v.iter().for_each(|&x| f(i64::from(x))),
+            Samples::I16(v) => v.iter().for_each(|&x| f(i64::from(x))),
+            Samples::U32(v) => v.iter().for_each(|&x| f(i64::from(x))),
+            Samples::I32(v) => v.iter().for_each(|&x| f(i64::from(x))),
+        }
+    }
+
+    /// Bytes held by the samples, for the cache's memory accounting.
+    pub fn byte_len(&self) -> usize {
+        match self {
+            Samples::U8(v) => v.len(),
+            Samples::U16(v) => v.len() * 2,
+            Samples::I16(v) => v.len() * 2,
+            Samples::U32(v) => v.len() * 4,
+            Samples::I32(v) => v.len() * 4,
+        }
+    }
+
+    fn min_max(&self) -> (i64, i64) {
+        let mut lo = i64::MAX;
+        let mut hi = i64::MIN;
+        self.for_each(|x| {
+            lo = lo.min(x);
+            hi = hi.max(x);
+        });
+        if lo > hi { (0, 0) } else { (lo, hi) }
+    }
+}
+
+/// Modality LUT (PS3.3 C.11.1): stored values to meaningful units (HU for CT).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModalityLut {
+    Identity,
+    Rescale {
+        slope: f64,
+        intercept: f64,
+    },
+    Table {
+        first_mapped: i64,
+        entries: Vec<u16>,
+    },
+}
+
+impl ModalityLut {
+    pub fn apply(&self, stored: f64) -> f64 {
+        match self {
+            ModalityLut::Identity => stored,
+            ModalityLut::Rescale { slope, intercept } => stored * slope + intercept,
+            ModalityLut::Table {
+                first_mapped,
+                entries,
+            } => {
+                let Some(last) = entries.len().checked_sub(1) else {
+                    return stored;
+                };
+                let idx = (stored as i64 - first_mapped).clamp(0, last as i64) as usize;
+                entries.get(idx).map_or(stored, |&v| f64::from(v))
+            }
+        }
+    }
+}
+
+/// A VOI window as center and width, in modality units.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Window {
+    pub center: f64,
+    pub width: f64,
+}
+
+impl Window {
+    /// The window spanning `lo..=hi`, used when a file carries none.
+    pub fn from_range(lo: f64, hi: f64) -> Self {
+        Window {
+            center: (lo + hi) / 2.0,
+            width: (hi - lo).max(1.0),
+        }
+    }
+}
+
+/// VOI LUT Function (0028,1056).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VoiFunction {
+    #[default]
+    Linear,
+    LinearExact,
+    Sigmoid,
+}
+
+impl VoiFunction {
+    /// Maps a modality value to [0, 1] per PS3.3 C.11.2.1.2 (output range normalised).
+    pub fn apply(self, x: f64, w: Window) -> f64 {
+        match self {
+            VoiFunction::Linear => {
+                let c = w.center - 0.5;
+                let width = (w.width - 1.0).max(f64::EPSILON);
+                if x <= c - width / 2.0 {
+                    0.0
+                } else if x > c + width / 2.0 {
+                    1.0
+                } else {
+                    (x - c) / width + 0.5
+                }
+            }
+            VoiFunction::LinearExact => {
+                let width = w.width.max(f64::EPSILON);
+                if x <= w.center - width / 2.0 {
+                    0.0
+                } else if x > w.center + width / 2.0 {
+                    1.0
+                } else {
+                    (x - w.center) / width + 0.5
+                }
+            }
+            VoiFunction::Sigmoid => {
+                1.0 / (1.0 + (-4.0 * (x - w.center) / w.width.max(f64::EPSILON)).exp())
+            }
+        }
+    }
+}
+
+/// A PALETTE COLOR lookup table: stored index → 16-bit RGB.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Palette {
+    pub first_mapped: i64,
+    /// Bits per entry (8 or 16); the entries are scaled to 8 bits for display.
+    pub bits: u16,
+    pub red: Vec<u16>,
+    pub green: Vec<u16>,
+    pub blue: Vec<u16>,
+}
+
+impl Palette {
+    pub fn rgb8(&self, index: i64) -> [u8; 3] {
+        let last = self.red.len().min(self.green.len()).min(self.blue.len());
+        let Some(last) = last.checked_sub(1) else {
+            return [0; 3];
+        };
+        let i = (index - self.first_mapped).clamp(0, last as i64) as usize;
+        let shift = if self.bits > 8 { 8 } else { 0 };
+        let c = |v: &[u16]| v.get(i).map_or(0, |&x| (x >> shift).min(255) as u8);
+        [c(&self.red), c(&self.green), c(&self.blue)]
+    }
+}
+
+/// How the samples of a frame become colours.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ColorModel {
+    /// One sample per pixel; `invert` for MONOCHROME1 (low values bright).
+    Mono { invert: bool },
+    /// Three interleaved samples per pixel, already RGB (YBR is converted while decoding).
+    Rgb,
+    /// One index per pixel into a palette.
+    Palette(Arc<Palette>),
+}
+
+/// One decoded frame: stored samples plus what is needed to turn them into modality values and display.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub rows: u32,
+    pub cols: u32,
+    pub color: ColorModel,
+    pub samples: Samples,
+    pub modality: ModalityLut,
+    /// Windows from the file for this frame, first one is the default.
+    pub windows: Vec<Window>,
+    pub voi_function: VoiFunction,
+    /// Min and max of the stored samples.
+    pub stored_range: (i64, i64),
+}
+
+impl Frame {
+    pub fn is_color(&self) -> bool {
+        !matches!(self.color, ColorModel::Mono { .. })
+    }
+
+    /// The value in modality units (HU for CT) of the pixel at (`row`, `col`); mono frames only.
+    pub fn value_at(&self, row: u32, col: u32) -> Option<f64> {
+        if row >= self.rows || col >= self.cols || self.is_color() {
+            return None;
+        }
+        let i = row as usize * self.cols as usize + col as usize;
+        self.samples.get(i).map(|s| self.modality.apply(s as f64))
+    }
+
+    /// Range of the modality values of this frame.
+    pub fn modality_range(&self) -> (f64, f64) {
+        let (lo, hi) = self.stored_range;
+        match &self.modality {
+            ModalityLut::Table { .. } => {
+                let mut out = (f64::INFINITY, f64::NEG_INFINITY);
+                for s in lo..=hi.min(lo + 65535) {
+                    let v = self.modality.apply(s as f64);
+                    out = (out.0.min(v), out.1.max(v));
+                }
+                out
+            }
+            m => {
+                let (a, b) = (m.apply(lo as f64), m.apply(hi as f64));
+                (a.min(b), a.max(b))
+            }
+        }
+    }
+
+    /// The window used when the user has chosen none: the file's first, else the frame's min/max.
+    pub fn default_window(&self) -> (Window, VoiFunction) {
+        match self.windows.first() {
+            Some(w) => (*w, self.voi_function),
+            None => {
+                let (lo, hi) = self.modality_range();
+                (Window::from_range(lo, hi), VoiFunction::LinearExact)
+            }
+        }
+    }
+
+    pub fn byte_len(&self) -> usize {
+        self.samples.byte_len()
+    }
+}
+
+/// Description of an instance's pixel data, read from its header.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct PixelFormat {
+    pub rows: u32,
+    pub cols: u32,
+    pub frames: u32,
+    pub samples_per_pixel: u16,
+    pub bits_allocated: u16,
+    pub bits_stored: u16,
+    pub signed: bool,
+    pub photometric: String,
+    pub planar_configuration: u16,
+}
+
+impl PixelFormat {
+    pub fn read(obj: &Obj) -> Option<Self> {
+        let rows = attrs::int(obj, tags::ROWS)?;
+        let cols = attrs::int(obj, tags::COLUMNS)?;
+        let bits_allocated = attrs::int(obj, tags::BITS_ALLOCATED).unwrap_or(16) as u16;
+        Some(PixelFormat {
+            rows: u32::try_from(rows).ok()?,
+            cols: u32::try_from(cols).ok()?,
+            frames: attrs::int(obj, tags::NUMBER_OF_FRAMES)
+                .and_then(|n| u32::try_from(n).ok())
+                .unwrap_or(1)
+                .max(1),
+            samples_per_pixel: attrs::int(obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1) as u16,
+            bits_allocated,
+            bits_stored: attrs::int(obj, tags::BITS_STORED).map_or(bits_allocated, |b| b as u16),
+            signed: attrs::int(obj, tags::PIXEL_REPRESENTATION) == Some(1),
+            photometric: attrs::string(obj, tags::PHOTOMETRIC_INTERPRETATION)
+                .unwrap_or_else(|| "MONOCHROME2".into()),
+            planar_configuration: attrs::int(obj, tags::PLANAR_CONFIGURATION).unwrap_or(0) as u16,
+        })
+    }
+}
+
+/// Modality LUT for one frame: functional groups of enhanced objects first, then the root attributes.
+pub fn modality_lut(obj: &Obj, frame: u32, color: bool) -> ModalityLut {
+    if color {
+        return ModalityLut::Identity;
+    }
+    if let Some(item) = attrs::item(obj, tags::MODALITY_LUT_SEQUENCE) {
+        if let Some(table) = lut_table(item) {
+            return ModalityLut::Table {
+                first_mapped: table.0,
+                entries: table.1,
+            };
+        }
+    }
+    let read = |o: &Obj| {
+        let slope = attrs::float(o, tags::RESCALE_SLOPE);
+        let intercept = attrs::float(o, tags::RESCALE_INTERCEPT);
+        (slope.is_some() || intercept.is_some()).then(|| ModalityLut::Rescale {
+            slope: slope.unwrap_or(1.0),
+            intercept: intercept.unwrap_or(0.0),
+        })
+    };
+    attrs::frame_attr(obj, frame, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE, read)
+        .unwrap_or(ModalityLut::Identity)
+}
+
+/// Windows for one frame (Frame VOI LUT macro of enhanced objects first).
+pub fn windows(obj: &Obj, frame: u32) -> (Vec<Window>, VoiFunction) {
+    let read = |o: &Obj| {
+        let centers = attrs::floats(o, tags::WINDOW_CENTER)?;
+        let widths = attrs::floats(o, tags::WINDOW_WIDTH)?;
+        let function = match attrs::string(o, tags::VOILUT_FUNCTION).as_deref() {
+            Some("LINEAR_EXACT") => VoiFunction::LinearExact,
+            Some("SIGMOID") => VoiFunction::Sigmoid,
+            _ => VoiFunction::Linear,
+        };
+        let ws: Vec<Window> = centers
+            .iter()
+            .zip(&widths)
+            .filter(|(_, w)| **w > 0.0)
+            .map(|(&center, &width)| Window { center, width })
+            .collect();
+        (!ws.is_empty()).then_some((ws, function))
+    };
+    attrs::frame_attr(obj, frame, tags::FRAME_VOILUT_SEQUENCE, read).unwrap_or_default()
+}
+
+/// A LUT table item (descriptor + data), as in the Modality LUT Sequence.
+fn lut_table(item: &Obj) -> Option<(i64, Vec<u16>)> {
+    let desc = item.get(tags::LUT_DESCRIPTOR)?.to_multi_int::<i64>().ok()?;
+    let (n, first) = (*desc.first()?, *desc.get(1)?);
+    let n = if n == 0 { 65536 } else { n as usize };
+    let data = lut_words(item.get(tags::LUT_DATA)?)?;
+    (data.len() >= n).then(|| (first, data.into_iter().take(n).collect()))
+}
+
+fn lut_words(elem: &dicom_object::mem::InMemElement) -> Option<Vec<u16>> {
+    if let Ok(v) = elem.to_multi_int::<u16>() {
+        if !v.is_empty() {
+            return Some(v);
+        }
+    }
+    let bytes = elem.to_bytes().ok()?;
+    Some(
+        bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect(),
+    )
+}
+
+fn palette(obj: &Obj, path: &Path) -> Result<Palette> {
+    let unsupported = |what: &str| Error::Unsupported {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    };
+    if obj
+        .get(tags::SEGMENTED_RED_PALETTE_COLOR_LOOKUP_TABLE_DATA)
+        .is_some()
+    {
+        return Err(unsupported("a segmented PALETTE COLOR lookup table"));
+    }
+    let channel = |desc_tag, data_tag| -> Option<(i64, u16, Vec<u16>)> {
+        let desc = obj.get(desc_tag)?.to_multi_int::<i64>().ok()?;
+        let (n, first, bits) = (*desc.first()?, *desc.get(1)?, *desc.get(2)? as u16);
+        let n = if n == 0 { 65536 } else { n as usize };
+        let elem = obj.get(data_tag)?;
+        let mut words = if bits == 8 {
+            // 8-bit entries may be packed two per word; expand when the data is exactly that size.
+            let bytes = elem.to_bytes().ok()?;
+            if bytes.len() == n {
+                bytes.iter().map(|&b| u16::from(b)).collect()
+            } else {
+                lut_words(elem)?
+            }
+        } else {
+            lut_words(elem)?
+        };
+        words.truncate(n);
+        Some((first, bits, words))
+    };
+    let (r, g, b) = (
+        channel(
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::RED_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        channel(
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::GREEN_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+        channel(
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DESCRIPTOR,
+            tags::BLUE_PALETTE_COLOR_LOOKUP_TABLE_DATA,
+        ),
+    );
+    match (r, g, b) {
+        (Some(r), Some(g), Some(b)) => Ok(Palette {
+            first_mapped: r.0,
+            bits: r.1,
+            red: r.2,
+            green: g.2,
+            blue: b.2,
+        }),
+        _ => Err(unsupported(
+            "a PALETTE COLOR image without complete lookup tables",
+        )),
+    }
+}
+
+/// Opens a whole file (pixel data included).
+pub fn open_full(path: &Path) -> Result<DefaultDicomObject> {
+    OpenFileOptions::new()
+        .open_file(path)
+        .map_err(|e| Error::NotDicom {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+}
+
+/// Decodes every frame of the instance at `path`.
+pub fn decode_file(path: &Path) -> Result<Vec<Frame>> {
+    let obj = open_full(path)?;
+    decode_all(&obj, path)
+}
+
+/// Decodes every frame of an opened instance.
+pub fn decode_all(obj: &DefaultDicomObject, path: &Path) -> Result<Vec<Frame>> {
+    let fmt = check_decodable(obj, path)?;
+    let decoded = obj.decode_pixel_data().map_err(|e| Error::Decode {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let data = decoded.data();
+    let color_model = color_model(obj, &fmt, path)?;
+    let ts = obj
+        .meta()
+        .transfer_syntax()
+        .trim_end_matches('\0')
+        .to_string();
+    let frame_bytes = frame_bytes(&fmt, &ts);
+    // Big-endian native data reaches us as byte-swapped 16-bit words; 32-bit samples need their halves
+    // swapped back.
+    let swapped;
+    let data = if ts == "1.2.840.10008.1.2.2" && fmt.bits_allocated == 32 {
+        swapped = data
+            .chunks_exact(4)
+            .flat_map(|c| [c[2], c[3], c[0], c[1]])
+            .collect::<Vec<u8>>();
+        &swapped[..]
+    } else {
+        data
+    };
+    // Decoders of encapsulated syntaxes emit interleaved samples; native data keeps its planar configuration.
+    let planar = is_native_planar(&ts, &fmt);
+    (0..fmt.frames)
+        .map(|f| {
+            let start = f as usize * frame_bytes;
+            let bytes = data
+                .get(start..start + frame_bytes)
+                .ok_or_else(|| Error::Decode {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "the pixel data is too short for frame {} of {}",
+                        f + 1,
+                        fmt.frames
+                    ),
+                })?;
+            build_frame(obj, &fmt, f, bytes, &color_model, &ts, planar, path)
+        })
+        .collect()
+}
+
+fn is_native_planar(ts: &str, fmt: &PixelFormat) -> bool {
+    fmt.samples_per_pixel == 3 && fmt.planar_configuration == 1 && !is_encapsulated(ts)
+}
+
+fn is_encapsulated(ts: &str) -> bool {
+    !matches!(
+        ts,
+        "1.2.840.10008.1.2"
+            | "1.2.840.10008.1.2.1"
+            | "1.2.840.10008.1.2.2"
+            | "1.2.840.10008.1.2.1.99"
+    )
+}
+
+fn frame_bytes(fmt: &PixelFormat, ts: &str) -> usize {
+    if fmt.photometric == "YBR_FULL_422" && !is_encapsulated(ts) && fmt.bits_allocated == 8 {
+        // Two chroma samples are shared by each pair of pixels.
+        return fmt.rows as usize * fmt.cols as usize * 2;
+    }
+    let per_sample = if fmt.bits_allocated == 1 {
+        // dicom-pixeldata expands 1-bit data to one byte per sample.
+        1
+    } else {
+        usize::from(fmt.bits_allocated).div_ceil(8)
+    };
+    fmt.rows as usize * fmt.cols as usize * usize::from(fmt.samples_per_pixel) * per_sample
+}
+
+fn check_decodable(obj: &Obj, path: &Path) -> Result<PixelFormat> {
+    let no_image = |reason: &str| Error::NoImage {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    };
+    if obj.get(tags::FLOAT_PIXEL_DATA).is_some() || obj.get(tags::DOUBLE_FLOAT_PIXEL_DATA).is_some()
+    {
+        return Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            what: "floating-point pixel data".into(),
+        });
+    }
+    if obj.get(tags::PIXEL_DATA).is_none() {
+        return Err(no_image("it carries no pixel data"));
+    }
+    let fmt = PixelFormat::read(obj).ok_or_else(|| no_image("Rows or Columns is missing"))?;
+    if fmt.rows == 0 || fmt.cols == 0 {
+        return Err(no_image("Rows or Columns is zero"));
+    }
+    if !matches!(fmt.bits_allocated, 1 | 8 | 16 | 32) || !matches!(fmt.samples_per_pixel, 1 | 3) {
+        return Err(Error::Unsupported {
+            path: path.to_path_buf(),
+            what: format!(
+                "{} bits allocated with {} samples per pixel",
+                fmt.bits_allocated, fmt.samples_per_pixel
+            ),
+        });
+    }
+    Ok(fmt)
+}
+
+fn color_model(obj: &Obj, fmt: &PixelFormat, path: &Path) -> Result<ColorModel> {
+    Ok(match (fmt.samples_per_pixel, fmt.photometric.as_str()) {
+        (1, "MONOCHROME1") => ColorModel::Mono { invert: true },
+        (1, "PALETTE COLOR") => ColorModel::Palette(Arc::new(palette(obj, path)?)),
+        (1, _) => ColorModel::Mono { invert: false },
+        (3, "RGB" | "YBR_FULL" | "YBR_FULL_422" | "YBR_RCT" | "YBR_ICT" | "YBR_PARTIAL_420") => {
+            ColorModel::Rgb
+        }
+        (_, other) => {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                what: format!("the photometric interpretation {other}"),
+            });
+        }
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_frame(
+    obj: &Obj,
+    fmt: &PixelFormat,
+    frame: u32,
+    bytes: &[u8],
+    color: &ColorModel,
+    ts: &str,
+    planar: bool,
+    path: &Path,
+) -> Result<Frame> {
+    let samples = if fmt.samples_per_pixel == 3 {
+        color_samples(fmt, bytes, ts, planar, path)?
+    } else {
+        mono_samples(fmt, bytes)
+    };
+    let stored_range = samples.min_max();
+    let is_mono = matches!(color, ColorModel::Mono { .. });
+    let (windows, voi_function) = if is_mono {
+        windows(obj, frame)
+    } else {
+        Default::default()
+    };
+    Ok(Frame {
+        rows: fmt.rows,
+        cols: fmt.cols,
+        color: color.clone(),
+        samples,
+        modality: modality_lut(obj, frame, !is_mono),
+        windows,
+        voi_function,
+        stored_range,
+    })
+}
+
+/// Keeps the low `bits_stored` bits and sign-extends them for signed data (PS3.5 8.1.1).
+fn mono_samples(fmt: &PixelFormat, bytes: &[u8]) -> Samples {
+    let bits = u32::from(fmt.bits_stored.clamp(1, fmt.bits_allocated.max(1)));
+    match fmt.bits_allocated {
+        1 => Samples::U8(bytes.iter().map(|&b| u8::from(b != 0)).collect()),
+        8 if fmt.signed => Samples::I16(
+            bytes
+                .iter()
+                .map(|&b| sign_extend(i64::from(b), bits) as i16)
+                .collect(),
+        ),
+        8 => {
+            let mask = low_mask(bits) as u8;
+            Samples::U8(bytes.iter().map(|&b| b & mask).collect())
+        }
+        16 => {
+            let words = bytes
+                .chunks_exact(2)
+                .map(|c| u16::from_le_bytes([c[0], c[1]]));
+            if fmt.signed {
+                Samples::I16(
+                    words
+                        .map(|w| sign_extend(i64::from(w), bits) as i16)
+                        .collect(),
+                )
+            } else {
+                let mask = low_mask(bits) as u16;
+                Samples::U16(words.map(|w| w & mask).collect())
+            }
+        }
+        _ => {
+            let words = bytes
+                .chunks_exact(4)
+                .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]));
+            if fmt.signed {
+                Samples::I32(
+                    words
+                        .map(|w| sign_extend(i64::from(w), bits) as i32)
+                        .collect(),
+                )
+            } else {
+                let mask = low_mask(bits) as u32;
+                Samples::U32(words.map(|w| w & mask).collect())
+            }
+        }
+    }
+}
+
+fn low_mask(bits: u32) -> u64 {
+    if bits >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << bits) - 1
+    }
+}
+
+fn sign_extend(v: i64, bits: u32) -> i64 {
+    let v = v & low_mask(bits) as i64;
+    let sign = 1i64 << (bits - 1);
+    (v ^ sign) - sign
+}
+
+/// Interleaved RGB samples; native YBR_FULL(_422) is converted to RGB as pydicom does (ITU-R BT.601 full range).
+fn color_samples(
+    fmt: &PixelFormat,
+    bytes: &[u8],
+    ts: &str,
+    planar: bool,
+    path: &Path,
+) -> Result<Samples> {
+    if fmt.bits_allocated == 32 {
+        let words: Vec<u32> = bytes
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        return Ok(Samples::U32(if planar {
+            interleave(&words)
+        } else {
+            words
+        }));
+    }
+    if fmt.bits_allocated != 8 {
+        // 16-bit colour is rare; keep it exact and let the display scale it.
+        let words: Vec<u16> = bytes
+            .chunks_exact(2)
+            .map(|c| u16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        return Ok(Samples::U16(if planar {
+            interleave(&words)
+        } else {
+            words
+        }));
+    }
+    let mut rgb = if planar {
+        interleave(bytes)
+    } else {
+        bytes.to_vec()
+    };
+    let needs_ybr_conversion = match fmt.photometric.as_str() {
+        // Lossy JPEG and JPEG 2000 decoders already return RGB; native and RLE data keep YBR.
+        "YBR_FULL" | "YBR_FULL_422" => !is_encapsulated(ts) || ts == "1.2.840.10008.1.2.5",
+        _ => false,
+    };
+    if needs_ybr_conversion {
+        if fmt.photometric == "YBR_FULL_422" && !is_encapsulated(ts) {
+            rgb = upsample_422(bytes, fmt, path)?;
+        }
+        ybr_to_rgb(&mut rgb);
+    }
+    Ok(Samples::U8(rgb))
+}
+
+fn interleave<T: Copy>(planes: &[T]) -> Vec<T> {
+    let n = planes.len() / 3;
+    let (r, rest) = planes.split_at(n);
+    let (g, b) = rest.split_at(n);
+    r.iter()
+        .zip(g)
+        .zip(b)
+        .flat_map(|((&r, &g), &b)| [r, g, b])
+        .collect()
+}
+
+/// Native YBR_FULL_422 stores Y1 Y2 Cb Cr per pixel pair.
+fn upsample_422(bytes: &[u8], fmt: &PixelFormat, path: &Path) -> Result<Vec<u8>> {
+    let n = fmt.rows as usize * fmt.cols as usize;
+    let packed = bytes.get(..n * 2).ok_or_else(|| Error::Decode {
+        path: path.to_path_buf(),
+        reason: "the YBR_FULL_422 data is too short".into(),
+    })?;
+    let mut out = Vec::with_capacity(n * 3);
+    for q in packed.chunks_exact(4) {
+        out.extend_from_slice(&[q[0], q[2], q[3], q[1], q[2], q[3]]);
+    }
+    out.resize(n * 3, 0);
+    Ok(out)
+}
+
+fn ybr_to_rgb(px: &mut [u8]) {
+    for p in px.chunks_exact_mut(3) {
+        let (y, cb, cr) = (
+            f64::from(p[0]),
+            f64::from(p[1]) - 128.0,
+            f64::from(p[2]) - 128.0,
+        );
+        let r = y + 1.402 * cr;
+        let g = y - (0.114 * 1.772 / 0.587) * cb - (0.299 * 1.402 / 0.587) * cr;
+        let b = y + 1.772 * cb;
+        let q = |v: f64| (v + 0.5).floor().clamp(0.0, 255.0) as u8;
+        p[0] = q(r);
+        p[1] = q(g);
+        p[2] = q(b);
+    }
+}

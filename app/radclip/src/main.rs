@@ -1,0 +1,151 @@
+//! The radclip binary: the GUI by default, subcommands for scripts. Argument parsing and wiring only;
+//! all work is done by the library crates, so the CLI and the GUI see the same results.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+use radclip_dicom as dicom;
+
+mod info;
+
+#[derive(Parser)]
+#[command(
+    name = "radclip",
+    version,
+    about = "Radiology viewer with on-device CLIP assistance"
+)]
+struct Cli {
+    /// A DICOM file, a folder or a DICOMDIR to open in the viewer (default: the bundled demo study).
+    path: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the study tree of a folder or DICOMDIR, or the image description of a file.
+    Info {
+        path: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+        /// Also list every element of a file.
+        #[arg(long)]
+        tags: bool,
+    },
+    /// Render a frame through the pixel pipeline and write it as an 8-bit PNG.
+    Export {
+        file: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Frame index, from 0.
+        #[arg(long, default_value_t = 0)]
+        frame: u32,
+        /// Window as CENTER,WIDTH in modality units (default: the file's first window, else min/max).
+        #[arg(long, value_parser = parse_window, allow_hyphen_values = true)]
+        window: Option<dicom::Window>,
+    },
+    /// Write the synthetic CT phantom used as the bundled demo study.
+    #[command(hide = true)]
+    MakeDemo {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn parse_window(s: &str) -> Result<dicom::Window, String> {
+    let (c, w) = s
+        .split_once(',')
+        .ok_or_else(|| "expected CENTER,WIDTH, e.g. 40,400".to_string())?;
+    let center: f64 = c
+        .trim()
+        .parse()
+        .map_err(|_| format!("{c:?} is not a number"))?;
+    let width: f64 = w
+        .trim()
+        .parse()
+        .map_err(|_| format!("{w:?} is not a number"))?;
+    if !(width >= 1.0 && center.is_finite() && width.is_finite()) {
+        return Err("the width must be at least 1".into());
+    }
+    Ok(dicom::Window { center, width })
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RADCLIP_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("radclip: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Some(Command::Info { path, json, tags }) => info::run(&path, json, tags),
+        Some(Command::Export {
+            file,
+            out,
+            frame,
+            window,
+        }) => export(&file, &out, frame, window),
+        Some(Command::MakeDemo { out }) => {
+            dicom::synthetic::write_ct_phantom(&out, &dicom::synthetic::CtPhantom::default())?;
+            Ok(())
+        }
+        None => {
+            let path = match cli.path {
+                Some(p) => p,
+                None => demo_study().context("the bundled demo study was not found")?,
+            };
+            radclip_viewer::run(Some(path)).map_err(|e| anyhow::anyhow!("the viewer stopped: {e}"))
+        }
+    }
+}
+
+fn export(
+    file: &Path,
+    out: &Path,
+    frame: u32,
+    window: Option<dicom::Window>,
+) -> anyhow::Result<()> {
+    let frames = dicom::pixel::decode_file(file)?;
+    let n = frames.len() as u32;
+    let f = frames
+        .get(frame as usize)
+        .ok_or(dicom::Error::FrameOutOfRange { frame, frames: n })?;
+    if window.is_some() && f.is_color() {
+        bail!("--window applies to greyscale images only; this one is colour");
+    }
+    // A user's window uses the linear function of PS3.3 C.11.2.1.2, as in the viewer.
+    let img = dicom::render(f, window.map(|w| (w, dicom::VoiFunction::Linear)));
+    dicom::export::write_png(&img, out)?;
+    Ok(())
+}
+
+/// The demo study: `$RADCLIP_ASSETS/demo`, next to the executable (installed layout), or in the source tree.
+pub fn demo_study() -> Option<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("RADCLIP_ASSETS") {
+        candidates.push(PathBuf::from(dir).join("demo"));
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        if let Some(dir) = exe.parent() {
+            candidates.push(dir.join("../share/radclip/assets/demo"));
+            candidates.push(dir.join("assets/demo"));
+        }
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo"));
+    candidates.into_iter().find(|p| p.is_dir())
+}

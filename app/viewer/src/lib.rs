@@ -1,0 +1,48 @@
+//! radclip's viewer: egui state, input and drawing over the `radclip-dicom` engine. It owns no
+//! algorithm: decoding, the pixel pipeline and measurements live in the engine.
+
+pub mod app;
+pub mod labels;
+pub mod state;
+pub mod tags;
+pub mod transform;
+
+pub use app::ViewerApp;
+
+/// Keyboard and mouse reference, shown in the help window and the README.
+pub const HELP: &str = "\
+Mouse: left drag = window/level (or the active measurement tool), middle drag = pan,
+       right drag = zoom, wheel = next/previous slice, Ctrl+wheel = zoom (rebind in the Mouse menu)
+Slices: Up/Down or Left/Right = ±1, PageUp/PageDown = ±10, Home/End = first/last, Space = cine
+Window: 1–5 = presets (CT: soft tissue, lung, bone, brain, file; others: file, min/max), 0 = reset
+View: F = fit, R = rotate 90°, H/V = flip, I = invert, O = corner text, P = hide patient data,
+      T = tag browser
+Tools: W or Esc = window/level, L = line, B = rectangle ROI, E = ellipse ROI,
+       Ctrl+Z = undo measurement, Delete = clear measurements";
+
+struct EframeApp(ViewerApp);
+
+impl eframe::App for EframeApp {
+    fn ui(&mut self, ui: &mut egui::Ui, _frame: &mut eframe::Frame) {
+        self.0.ui(ui);
+    }
+}
+
+/// Opens the viewer window on `path` and returns when it is closed.
+pub fn run(path: Option<std::path::PathBuf>) -> Result<(), eframe::Error> {
+    let options = eframe::NativeOptions {
+        viewport: egui::ViewportBuilder::default()
+            .with_title("radclip")
+            .with_inner_size([1280.0, 800.0])
+            .with_drag_and_drop(true),
+        ..Default::default()
+    };
+    eframe::run_native(
+        "radclip",
+        options,
+        Box::new(move |cc| {
+            let app = ViewerApp::new(&cc.egui_ctx, path)?;
+            Ok(Box::new(EframeApp(app)))
+        }),
+    )
+}
