@@ -315,13 +315,11 @@ pub fn modality_lut(obj: &Obj, frame: u32, color: bool) -> ModalityLut {
     if color {
         return ModalityLut::Identity;
     }
-    if let Some(item) = attrs::item(obj, tags::MODALITY_LUT_SEQUENCE) {
-        if let Some(table) = lut_table(item) {
-            return ModalityLut::Table {
-                first_mapped: table.0,
-                entries: table.1,
-            };
-        }
+    if let Some(table) = attrs::item(obj, tags::MODALITY_LUT_SEQUENCE).and_then(lut_table) {
+        return ModalityLut::Table {
+            first_mapped: table.0,
+            entries: table.1,
+        };
     }
     let read = |o: &Obj| {
         let slope = attrs::float(o, tags::RESCALE_SLOPE);
@@ -366,10 +364,10 @@ fn lut_table(item: &Obj) -> Option<(i64, Vec<u16>)> {
 }
 
 fn lut_words(elem: &dicom_object::mem::InMemElement) -> Option<Vec<u16>> {
-    if let Ok(v) = elem.to_multi_int::<u16>() {
-        if !v.is_empty() {
-            return Some(v);
-        }
+    if let Ok(v) = elem.to_multi_int::<u16>()
+        && !v.is_empty()
+    {
+        return Some(v);
     }
     let bytes = elem.to_bytes().ok()?;
     Some(

@@ -179,12 +179,12 @@ fn compare(root: &Path, entry: &Value) -> Result<&'static str, String> {
                 .zip(e["grid"].as_array().unwrap())
                 .enumerate()
             {
-                if let (Some(g), Some(eg)) = (g, eg.as_f64()) {
-                    if (g - eg).abs() > 1.0 {
-                        return Err(format!(
-                            "frame {i}: block {k} mean {g:.3} vs pydicom {eg:.3}"
-                        ));
-                    }
+                if let (Some(g), Some(eg)) = (g, eg.as_f64())
+                    && (g - eg).abs() > 1.0
+                {
+                    return Err(format!(
+                        "frame {i}: block {k} mean {g:.3} vs pydicom {eg:.3}"
+                    ));
                 }
             }
         }

@@ -140,11 +140,11 @@ pub fn demo_study() -> Option<PathBuf> {
     if let Some(dir) = std::env::var_os("RADCLIP_ASSETS") {
         candidates.push(PathBuf::from(dir).join("demo"));
     }
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            candidates.push(dir.join("../share/radclip/assets/demo"));
-            candidates.push(dir.join("assets/demo"));
-        }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        candidates.push(dir.join("../share/radclip/assets/demo"));
+        candidates.push(dir.join("assets/demo"));
     }
     candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo"));
     candidates.into_iter().find(|p| p.is_dir())

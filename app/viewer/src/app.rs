@@ -66,6 +66,8 @@ pub struct ViewerApp {
     tags: Option<TagBrowser>,
     cine_acc: f32,
     show_help: bool,
+    /// The transform each viewport was last drawn with (for tests and tools that map screen ↔ image).
+    pub transforms: HashMap<usize, ViewTransform>,
 }
 
 impl ViewerApp {
@@ -94,6 +96,7 @@ impl ViewerApp {
             tags: None,
             cine_acc: 0.0,
             show_help: false,
+            transforms: HashMap::new(),
         };
         if let Some(p) = path {
             app.open(ctx, p);
@@ -246,21 +249,21 @@ impl ViewerApp {
     }
 
     fn poll_workers(&mut self, ctx: &egui::Context) {
-        if let Some(rx) = &self.scan_rx {
-            if let Ok(r) = rx.try_recv() {
-                self.scan_rx = None;
-                match r {
-                    Ok(tree) => self.set_tree(tree),
-                    Err(e) => self.status = format!("Could not open: {e}"),
-                }
+        if let Some(rx) = &self.scan_rx
+            && let Ok(r) = rx.try_recv()
+        {
+            self.scan_rx = None;
+            match r {
+                Ok(tree) => self.set_tree(tree),
+                Err(e) => self.status = format!("Could not open: {e}"),
             }
         }
-        if let Some(rx) = &self.dialog_rx {
-            if let Ok(choice) = rx.try_recv() {
-                self.dialog_rx = None;
-                if let Some(p) = choice {
-                    self.open(ctx, p);
-                }
+        if let Some(rx) = &self.dialog_rx
+            && let Ok(choice) = rx.try_recv()
+        {
+            self.dialog_rx = None;
+            if let Some(p) = choice {
+                self.open(ctx, p);
             }
         }
         let mut any = false;
@@ -400,7 +403,7 @@ impl ViewerApp {
             }
             ui.separator();
             if let Some(v) = self.viewports.get_mut(self.active) {
-                if ui.selectable_label(v.cine, "▶ Cine").clicked() {
+                if ui.selectable_label(v.cine, "Cine").clicked() {
                     v.apply(Command::ToggleCine);
                 }
                 let mut fps = v.cine_fps;
@@ -433,10 +436,10 @@ impl ViewerApp {
                     ui.strong(format!("{who} — {study}"));
                     last_study = study;
                 }
-                if !self.thumbs.contains_key(&i) {
-                    if let Some(t) = make_thumbnail(&ctx, &self.loader, &e.series, i) {
-                        self.thumbs.insert(i, t);
-                    }
+                if !self.thumbs.contains_key(&i)
+                    && let Some(t) = make_thumbnail(&ctx, &self.loader, &e.series, i)
+                {
+                    self.thumbs.insert(i, t);
                 }
                 let selected = self.viewports.get(self.active).and_then(|v| v.series) == Some(i);
                 ui.horizontal(|ui| {
@@ -550,16 +553,17 @@ impl ViewerApp {
             flip_v: v.flip_v,
         };
         draw_image(&painter, shown.texture.id(), &t);
-        if frame.is_none() {
-            if let Some(e) = self.loader.cache().failure(&key.path) {
-                painter.text(
-                    rect.center(),
-                    egui::Align2::CENTER_CENTER,
-                    format!("Cannot display this image:\n{e}"),
-                    egui::FontId::proportional(14.0),
-                    Color32::LIGHT_RED,
-                );
-            }
+        self.transforms.insert(index, t);
+        if frame.is_none()
+            && let Some(e) = self.loader.cache().failure(&key.path)
+        {
+            painter.text(
+                rect.center(),
+                egui::Align2::CENTER_CENTER,
+                format!("Cannot display this image:\n{e}"),
+                egui::FontId::proportional(14.0),
+                Color32::LIGHT_RED,
+            );
         }
         let spacing = series
             .instance_of(v.slice)
@@ -739,10 +743,11 @@ impl ViewerApp {
             } else {
                 self.bindings.secondary
             };
-            if let (Some(p), Some(w)) = (
-                resp.interact_pointer_pos(),
-                v.window.map(|w| w.0).or(default_window),
-            ) {
+            // A drag is recognised only after the pointer has moved a little: start where the button went down.
+            let origin = ctx
+                .input(|i| i.pointer.press_origin())
+                .or(resp.interact_pointer_pos());
+            if let (Some(p), Some(w)) = (origin, v.window.map(|w| w.0).or(default_window)) {
                 self.drag = Some(Drag {
                     action: button_action,
                     viewport: index,
@@ -781,21 +786,21 @@ impl ViewerApp {
             }
         }
         if resp.drag_stopped() {
-            if action == DragAction::Measure {
-                if let Some(p) = resp.interact_pointer_pos() {
-                    let a = start_image;
-                    let b = t.image_from_screen(p);
-                    if (a - b).length() > 1.0 {
-                        if let Some(kind) = self.measurement_kind() {
-                            let m = Measurement {
-                                slice: v.slice,
-                                kind,
-                                a: pt(a),
-                                b: pt(b),
-                            };
-                            self.command(index, Command::AddMeasurement(m));
-                        }
-                    }
+            if action == DragAction::Measure
+                && let Some(p) = resp.interact_pointer_pos()
+            {
+                let a = start_image;
+                let b = t.image_from_screen(p);
+                if (a - b).length() > 1.0
+                    && let Some(kind) = self.measurement_kind()
+                {
+                    let m = Measurement {
+                        slice: v.slice,
+                        kind,
+                        a: pt(a),
+                        b: pt(b),
+                    };
+                    self.command(index, Command::AddMeasurement(m));
                 }
             }
             self.drag = None;
@@ -826,17 +831,16 @@ impl ViewerApp {
             .copied()
             .collect();
         // The measurement being drawn.
-        if let (Some(d), Some(kind)) = (&self.drag, self.measurement_kind()) {
-            if d.action == DragAction::Measure {
-                if let Some(p) = painter.ctx().pointer_interact_pos() {
-                    all.push(Measurement {
-                        slice: v.slice,
-                        kind,
-                        a: pt(d.start_image),
-                        b: pt(t.image_from_screen(p)),
-                    });
-                }
-            }
+        if let (Some(d), Some(kind)) = (&self.drag, self.measurement_kind())
+            && d.action == DragAction::Measure
+            && let Some(p) = painter.ctx().pointer_interact_pos()
+        {
+            all.push(Measurement {
+                slice: v.slice,
+                kind,
+                a: pt(d.start_image),
+                b: pt(t.image_from_screen(p)),
+            });
         }
         let color = Color32::from_rgb(255, 220, 0);
         for m in all {
@@ -967,13 +971,8 @@ impl ViewerApp {
     }
 
     fn handle_dropped_files(&mut self, ctx: &egui::Context) {
-        let dropped: Option<PathBuf> = ctx.input(|i| {
-            i.raw
-                .dropped_files
-                .iter()
-                .next()
-                .map(|f| f.path().to_path_buf())
-        });
+        let dropped: Option<PathBuf> =
+            ctx.input(|i| i.raw.dropped_files.first().map(|f| f.path().to_path_buf()));
         if let Some(p) = dropped {
             self.open(ctx, p);
         }

@@ -31,11 +31,11 @@ impl TagBrowser {
     }
 
     pub fn poll(&mut self) {
-        if let Some(rx) = &self.rx {
-            if let Ok(r) = rx.try_recv() {
-                self.rows = r;
-                self.rx = None;
-            }
+        if let Some(rx) = &self.rx
+            && let Ok(r) = rx.try_recv()
+        {
+            self.rows = r;
+            self.rx = None;
         }
     }
 

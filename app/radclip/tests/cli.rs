@@ -1,0 +1,82 @@
+//! The `radclip` binary as scripts use it: `info` and `export` on the bundled demo study, and one-line
+//! errors (never a panic) on bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_radclip"))
+}
+
+fn demo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo")
+}
+
+#[test]
+fn info_json_lists_the_demo_series_as_a_volume() {
+    let out = bin().args(["info", "--json"]).arg(demo()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let series = &v["patients"][0]["studies"][0]["series"][0];
+    assert_eq!(series["modality"], "CT");
+    assert_eq!(series["frames"], 32);
+    assert_eq!(series["volume"]["dims"], serde_json::json!([256, 256, 32]));
+    assert_eq!(series["volume"]["spacing"], serde_json::json!([1.4, 1.4, 5.0]));
+}
+
+#[test]
+fn info_on_a_file_describes_the_image() {
+    let out = bin().args(["info", "--json"]).arg(demo().join("CT0001.dcm")).output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["rows"], 256);
+    assert_eq!(v["bits_stored"], 12);
+    assert_eq!(v["transfer_syntax"], "1.2.840.10008.1.2.1");
+    assert_eq!(v["pixel_spacing_source"], "PixelSpacing");
+    assert!(v["image_error"].is_null());
+}
+
+#[test]
+fn export_writes_a_windowed_png() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("slice.png");
+    let st = bin()
+        .arg("export")
+        .arg(demo().join("CT0016.dcm"))
+        .args(["--window", "40,400", "--out"])
+        .arg(&png)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let bytes = std::fs::read(&png).unwrap();
+    // PNG signature, then IHDR: width 256, height 256, bit depth 8, colour type 0 (grey).
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(&bytes[16..26], &[0, 0, 1, 0, 0, 0, 1, 0, 8, 0]);
+    // Nothing but the PNG is left in the folder (atomic write through a temporary file).
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn errors_are_one_sentence_without_panic() {
+    let cases: [&[&str]; 3] = [
+        &["info", "/nonexistent/radclip-test"],
+        &["export", "/nonexistent/x.dcm", "--out", "/tmp/radclip-never.png"],
+        &["export", "Cargo.toml", "--out", "/tmp/radclip-never.png"],
+    ];
+    for args in cases {
+        let out = bin().args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+        assert!(!out.status.success(), "{args:?} should fail");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("radclip: "), "{args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+    let out = bin()
+        .arg("export")
+        .arg(demo().join("CT0001.dcm"))
+        .args(["--out", "/tmp/radclip-never.png", "--frame", "3"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("frame 3 is out of range"));
+}
