@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use radclip_dicom as dicom;
 
+mod bench;
 mod info;
 
 #[derive(Parser)]
@@ -47,11 +48,33 @@ enum Command {
         #[arg(long, value_parser = parse_window, allow_hyphen_values = true)]
         window: Option<dicom::Window>,
     },
+    /// Timings for docs/benchmarks.md (JSON lines).
+    Bench {
+        #[command(subcommand)]
+        what: BenchWhat,
+    },
     /// Write the synthetic CT phantom used as the bundled demo study.
     #[command(hide = true)]
     MakeDemo {
         #[arg(long)]
         out: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Full decode of each file (read + codec + pipeline).
+    Decode {
+        files: Vec<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        repeat: usize,
+    },
+    /// One window/level change on a SIZE² 16-bit image (CPU path of the viewer).
+    WindowLevel {
+        #[arg(long, default_value_t = 2048)]
+        size: u32,
+        #[arg(long, default_value_t = 60)]
+        repeat: usize,
     },
 }
 
@@ -100,6 +123,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             frame,
             window,
         }) => export(&file, &out, frame, window),
+        Some(Command::Bench { what }) => match what {
+            BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),
+            BenchWhat::WindowLevel { size, repeat } => bench::window_level(size, repeat),
+        },
         Some(Command::MakeDemo { out }) => {
             dicom::synthetic::write_ct_phantom(&out, &dicom::synthetic::CtPhantom::default())?;
             Ok(())

@@ -16,18 +16,29 @@ fn demo() -> PathBuf {
 #[test]
 fn info_json_lists_the_demo_series_as_a_volume() {
     let out = bin().args(["info", "--json"]).arg(demo()).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let series = &v["patients"][0]["studies"][0]["series"][0];
     assert_eq!(series["modality"], "CT");
     assert_eq!(series["frames"], 32);
     assert_eq!(series["volume"]["dims"], serde_json::json!([256, 256, 32]));
-    assert_eq!(series["volume"]["spacing"], serde_json::json!([1.4, 1.4, 5.0]));
+    assert_eq!(
+        series["volume"]["spacing"],
+        serde_json::json!([1.4, 1.4, 5.0])
+    );
 }
 
 #[test]
 fn info_on_a_file_describes_the_image() {
-    let out = bin().args(["info", "--json"]).arg(demo().join("CT0001.dcm")).output().unwrap();
+    let out = bin()
+        .args(["info", "--json"])
+        .arg(demo().join("CT0001.dcm"))
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["rows"], 256);
@@ -61,11 +72,20 @@ fn export_writes_a_windowed_png() {
 fn errors_are_one_sentence_without_panic() {
     let cases: [&[&str]; 3] = [
         &["info", "/nonexistent/radclip-test"],
-        &["export", "/nonexistent/x.dcm", "--out", "/tmp/radclip-never.png"],
+        &[
+            "export",
+            "/nonexistent/x.dcm",
+            "--out",
+            "/tmp/radclip-never.png",
+        ],
         &["export", "Cargo.toml", "--out", "/tmp/radclip-never.png"],
     ];
     for args in cases {
-        let out = bin().args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
+        let out = bin()
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .unwrap();
         assert!(!out.status.success(), "{args:?} should fail");
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.starts_with("radclip: "), "{args:?}: {err}");
