@@ -94,11 +94,7 @@ fn stored_sha(f: &Frame) -> String {
 /// Post-modality values of every sample (all channels for colour), as pydicom's manifest computes them.
 fn modality_values(f: &Frame) -> Vec<f64> {
     let mut out = Vec::with_capacity(f.samples.len());
-    if matches!(f.samples, Samples::U32(_)) {
-        f.samples.for_each(|x| out.push(f.modality.apply(x as f64)));
-    } else {
-        f.samples.for_each(|x| out.push(f.modality.apply(x as f64)));
-    }
+    f.samples.for_each(|x| out.push(f.modality.apply(x as f64)));
     out
 }
 

@@ -569,7 +569,7 @@ impl ViewerApp {
             .instance_of(v.slice)
             .and_then(|(inst, _)| inst.spacing);
         self.measurements_ui(&painter, &t, &v, frame.as_deref(), spacing);
-        self.viewport_input(&ctx, &resp, index, &t, frame.as_deref(), spacing);
+        self.viewport_input(&ctx, &resp, index, &t, frame.as_deref());
         if self.show_overlay {
             self.overlay_ui(&painter, rect, index, frame.as_deref(), &t);
         }
@@ -699,9 +699,7 @@ impl ViewerApp {
         index: usize,
         t: &ViewTransform,
         frame: Option<&dicom::Frame>,
-        spacing: Option<([f64; 2], dicom::SpacingSource)>,
     ) {
-        let _ = spacing;
         if resp.hovered() {
             // One wheel event = one slice, whatever its size; Ctrl+wheel arrives as egui's zoom delta.
             let (wheel, zoom) = ctx.input(|i| {
@@ -877,7 +875,7 @@ impl ViewerApp {
                     };
                     painter.add(egui::Shape::closed_line(pts, (1.5, color)));
                     match frame.and_then(|f| measure::roi_stats(f, shape, m.a, m.b, spacing)) {
-                        Some(s) => crate::labels::roi_label(&s, frame.is_some_and(|_| true)),
+                        Some(s) => crate::labels::roi_label(&s),
                         None => "no pixels".into(),
                     }
                 }

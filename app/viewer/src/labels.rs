@@ -12,7 +12,7 @@ pub fn length_label(l: &Length) -> String {
     }
 }
 
-pub fn roi_label(s: &RoiStats, _mono: bool) -> String {
+pub fn roi_label(s: &RoiStats) -> String {
     let area = match s.area_mm2 {
         Some(a) => format!("{a:.1} mm²"),
         None => format!("{:.0} px²", s.area_px),
