@@ -81,3 +81,88 @@ pub fn window_level(size: u32, repeat: usize) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// Peak resident set size of this process so far, in bytes (Linux; `None` elsewhere).
+fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Opening a folder as the viewer does: header scan, then the loader with the middle slice first (the one
+/// the viewer shows) and the rest by distance from it. Reports the time to the first rendered frame, to the
+/// whole largest series decoded, and peak RSS against the raw voxel bytes of that series.
+pub fn open(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::sync::Arc;
+    let rss_before = peak_rss();
+    let t0 = Instant::now();
+    let tree = dicom::study::scan(dir)?;
+    let scan_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let series = tree
+        .image_series()
+        .max_by_key(|s| s.frames.len())
+        .ok_or_else(|| anyhow::anyhow!("no image series in {}", dir.display()))?;
+    let n = series.frames.len();
+    let mid = n / 2;
+    let mut idx: Vec<usize> = (0..n).collect();
+    idx.sort_by_key(|&j| j.abs_diff(mid));
+    let mut order: Vec<Arc<std::path::Path>> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for j in idx {
+        if let Some((inst, _)) = series.instance_of(j)
+            && seen.insert(inst.path.clone())
+        {
+            order.push(inst.path.clone());
+        }
+    }
+    let raw_bytes: u64 = series
+        .instances
+        .iter()
+        .filter_map(|i| i.pixel.as_ref())
+        .map(|p| {
+            u64::from(p.rows)
+                * u64::from(p.cols)
+                * u64::from(p.frames)
+                * u64::from(p.samples_per_pixel)
+                * u64::from(p.bits_allocated.div_ceil(8))
+        })
+        .sum();
+    let first_path = order
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("empty series"))?;
+    // Cache large enough for the whole series, as the viewer's default cap is for a study of this size.
+    let (loader, rx) = dicom::loader::Loader::new(usize::MAX / 2, Arc::new(|| {}))?;
+    loader.request(order.iter().cloned());
+    let mut first_ms = None;
+    let mut done = 0usize;
+    let mut failed = 0usize;
+    while done < order.len() {
+        let ev = rx.recv()?;
+        done += 1;
+        match ev {
+            dicom::loader::LoadEvent::Decoded { path, .. } => {
+                if first_ms.is_none() && path == first_path {
+                    let key = dicom::loader::FrameKey { path, frame: 0 };
+                    if let Some(f) = loader.cache().get(&key) {
+                        std::hint::black_box(radclip_viewer::app::color_image(&f, None, false));
+                    }
+                    first_ms = Some(t0.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            dicom::loader::LoadEvent::Failed { .. } => failed += 1,
+        }
+    }
+    let all_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let peak = peak_rss();
+    println!(
+        "{}",
+        serde_json::json!({"bench": "open_folder", "slices": n, "files": order.len(), "failed": failed,
+            "scan_ms": scan_ms, "first_pixels_ms": first_ms, "all_decoded_ms": all_ms,
+            "raw_voxel_bytes": raw_bytes, "peak_rss_bytes": peak, "rss_before_bytes": rss_before,
+            "peak_rss_over_raw": peak.map(|p| p as f64 / raw_bytes.max(1) as f64),
+            "threads": std::thread::available_parallelism().map_or(1, |n| n.get())})
+    );
+    Ok(())
+}

@@ -69,6 +69,8 @@ enum BenchWhat {
         #[arg(long, default_value_t = 20)]
         repeat: usize,
     },
+    /// Open a folder as the viewer does: first pixels, whole series decoded, peak RSS.
+    Open { dir: PathBuf },
     /// One window/level change on a SIZE² 16-bit image (CPU path of the viewer).
     WindowLevel {
         #[arg(long, default_value_t = 2048)]
@@ -126,6 +128,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Bench { what }) => match what {
             BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),
             BenchWhat::WindowLevel { size, repeat } => bench::window_level(size, repeat),
+            BenchWhat::Open { dir } => bench::open(&dir),
         },
         Some(Command::MakeDemo { out }) => {
             dicom::synthetic::write_ct_phantom(&out, &dicom::synthetic::CtPhantom::default())?;

@@ -33,6 +33,8 @@ pub fn run(path: Option<std::path::PathBuf>) -> Result<(), eframe::Error> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("radclip")
+            // Matches StartupWMClass in packaging/radclip.desktop so the launcher groups the window.
+            .with_app_id("radclip")
             .with_inner_size([1280.0, 800.0])
             .with_drag_and_drop(true),
         ..Default::default()
