@@ -5,6 +5,8 @@ pub mod config;
 pub mod error;
 pub mod hub;
 pub mod model;
+pub mod preprocess;
+pub mod tokenizer;
 pub mod weights;
 
 pub use config::{Activation, ClipConfig};
