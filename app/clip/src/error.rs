@@ -10,7 +10,9 @@ pub enum Error {
     },
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
-    #[error("no model at {0}: expected a folder with config.json and model.safetensors, or a Hugging Face cache entry")]
+    #[error(
+        "no model at {0}: expected a folder with config.json and model.safetensors, or a Hugging Face cache entry"
+    )]
     NotFound(String),
     #[error("{path}: {message}")]
     Checkpoint { path: PathBuf, message: String },

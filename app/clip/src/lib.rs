@@ -1,13 +1,17 @@
 //! CLIP-family encoders on candle: checkpoints from disk (Hugging Face layout, or the HF cache), the CLIP
 //! tokenizer, preprocessing of images and DICOM frames, and the model itself with every internal reachable.
 
+pub mod card;
 pub mod config;
+pub mod device;
+pub mod engine;
 pub mod error;
 pub mod hub;
 pub mod model;
 pub mod preprocess;
 pub mod tokenizer;
 pub mod weights;
+pub mod zeroshot;
 
 pub use config::{Activation, ClipConfig};
 pub use error::{Error, Result};

@@ -147,7 +147,12 @@ impl Attention {
     }
 
     /// Returns the output (before the residual) and the attention probabilities [B, heads, N, N].
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, fwd: Fwd) -> CResult<(Tensor, Tensor)> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        fwd: Fwd,
+    ) -> CResult<(Tensor, Tensor)> {
         let q = self.split_heads(&self.q_proj.forward(x)?)?;
         let k = self.split_heads(&self.k_proj.forward(x)?)?;
         let v = self.split_heads(&self.v_proj.forward(x)?)?;
@@ -171,7 +176,8 @@ pub struct Mlp {
 
 impl Mlp {
     pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
-        self.fc2.forward(&activate(&self.fc1.forward(x)?, self.act)?)
+        self.fc2
+            .forward(&activate(&self.fc1.forward(x)?, self.act)?)
     }
 }
 
@@ -184,7 +190,12 @@ pub struct EncoderLayer {
 }
 
 impl EncoderLayer {
-    pub fn forward(&self, x: &Tensor, mask: Option<&Tensor>, fwd: Fwd) -> CResult<(Tensor, Tensor)> {
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        mask: Option<&Tensor>,
+        fwd: Fwd,
+    ) -> CResult<(Tensor, Tensor)> {
         let (a, probs) = self
             .self_attn
             .forward(&self.layer_norm1.forward(x, fwd)?, mask, fwd)?;
@@ -228,8 +239,20 @@ impl Encoder {
                     self_attn: Attention::load(w, &format!("{p}.self_attn"), s.hidden, s.heads)?,
                     layer_norm2: LayerNorm::load(w, &format!("{p}.layer_norm2"), s.hidden, s.eps)?,
                     mlp: Mlp {
-                        fc1: Linear::load(w, &format!("{p}.mlp.fc1"), s.hidden, s.intermediate, true)?,
-                        fc2: Linear::load(w, &format!("{p}.mlp.fc2"), s.intermediate, s.hidden, true)?,
+                        fc1: Linear::load(
+                            w,
+                            &format!("{p}.mlp.fc1"),
+                            s.hidden,
+                            s.intermediate,
+                            true,
+                        )?,
+                        fc2: Linear::load(
+                            w,
+                            &format!("{p}.mlp.fc2"),
+                            s.intermediate,
+                            s.hidden,
+                            true,
+                        )?,
                         act: s.act,
                     },
                 })
@@ -371,7 +394,10 @@ impl TextTransformer {
         let flat: Vec<u32> = batch.ids.iter().flatten().copied().collect();
         let ids = Tensor::from_vec(flat, b * l, dev)?;
         let d = self.config.hidden_size;
-        let tok = self.token_embedding.index_select(&ids, 0)?.reshape((b, l, d))?;
+        let tok = self
+            .token_embedding
+            .index_select(&ids, 0)?
+            .reshape((b, l, d))?;
         let pos = self.position_embedding.narrow(0, 0, l)?;
         let x = tok.broadcast_add(&pos)?;
 
@@ -480,7 +506,12 @@ impl VisionTransformer {
                     eps: c.layer_norm_eps,
                 },
             )?,
-            post_layernorm: LayerNorm::load(w, &format!("{p}.post_layernorm"), d, c.layer_norm_eps)?,
+            post_layernorm: LayerNorm::load(
+                w,
+                &format!("{p}.post_layernorm"),
+                d,
+                c.layer_norm_eps,
+            )?,
             config: c.clone(),
         })
     }
@@ -496,7 +527,10 @@ impl VisionTransformer {
         let dev = self.position_embedding.device();
         let dtype = self.position_embedding.dtype();
         let cls = self.position_embedding.narrow(0, 0, 1)?;
-        let grid = self.position_embedding.narrow(0, 1, g * g)?.to_dtype(DType::F32)?;
+        let grid = self
+            .position_embedding
+            .narrow(0, 1, g * g)?
+            .to_dtype(DType::F32)?;
         let my = Tensor::from_vec(bicubic_matrix(g, gh), (gh, g), dev)?;
         let mx = Tensor::from_vec(bicubic_matrix(g, gw), (gw, g), dev)?;
         // Rows: [gh, g] @ [g, g·D] → [gh, g, D]; columns: per row, [gw, g] @ [g, D].
@@ -535,7 +569,9 @@ impl VisionTransformer {
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
             .reshape((b * gh * gw, c * p * p))?;
-        let patches = px.matmul(&self.patch_weight.t()?)?.reshape((b, gh * gw, d))?;
+        let patches = px
+            .matmul(&self.patch_weight.t()?)?
+            .reshape((b, gh * gw, d))?;
         let cls = self
             .class_embedding
             .reshape((1, 1, d))?
@@ -577,7 +613,13 @@ impl ClipModel {
         Ok(ClipModel {
             text: TextTransformer::load(w, &config.text)?,
             vision: VisionTransformer::load(w, &config.vision)?,
-            visual_projection: Linear::load(w, "visual_projection", config.vision.hidden_size, p, false)?,
+            visual_projection: Linear::load(
+                w,
+                "visual_projection",
+                config.vision.hidden_size,
+                p,
+                false,
+            )?,
             text_projection: Linear::load(w, "text_projection", config.text.hidden_size, p, false)?,
             logit_scale: w.get("logit_scale", &[])?,
             config,
@@ -606,11 +648,19 @@ impl ClipModel {
 
     /// exp(logit_scale) as a number.
     pub fn logit_scale_value(&self) -> Result<f32> {
-        Ok(self.logit_scale.to_dtype(DType::F32)?.exp()?.to_scalar::<f32>()?)
+        Ok(self
+            .logit_scale
+            .to_dtype(DType::F32)?
+            .exp()?
+            .to_scalar::<f32>()?)
     }
 
     /// Cosine similarities times exp(logit_scale): [images, texts], as HF `logits_per_image`.
-    pub fn logits_per_image(&self, image_features: &Tensor, text_features: &Tensor) -> Result<Tensor> {
+    pub fn logits_per_image(
+        &self,
+        image_features: &Tensor,
+        text_features: &Tensor,
+    ) -> Result<Tensor> {
         let i = l2_normalize(image_features)?;
         let t = l2_normalize(text_features)?;
         Ok(i.matmul(&t.t()?)?.broadcast_mul(&self.logit_scale.exp()?)?)

@@ -45,7 +45,8 @@ impl Rgb8 {
 
     /// A PNG/JPEG/… file, converted to RGB as PIL's `convert("RGB")` does for 8-bit images.
     pub fn open(path: &Path) -> Result<Self> {
-        let img = image::open(path).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        let img =
+            image::open(path).map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
         let rgb = img.to_rgb8();
         Ok(Rgb8 {
             width: rgb.width() as usize,
@@ -107,8 +108,8 @@ impl Preprocess {
             path: path.clone(),
             message,
         };
-        let raw: RawPreprocessor =
-            serde_json::from_str(&text).map_err(|e| bad(format!("not a preprocessor config: {e}")))?;
+        let raw: RawPreprocessor = serde_json::from_str(&text)
+            .map_err(|e| bad(format!("not a preprocessor config: {e}")))?;
         let mut p = Self::openai(image_size);
         match raw.size {
             Some(SizeSpec::Int(s)) => p.shortest_edge = s,
@@ -141,7 +142,8 @@ impl Preprocess {
                     .map_err(|_| bad(format!("{name} must have 3 values")))?;
             }
         }
-        if p.std.iter().any(|&s| s == 0.0) || p.shortest_edge == 0 || p.crop.0 == 0 || p.crop.1 == 0 {
+        if p.std.iter().any(|&s| s == 0.0) || p.shortest_edge == 0 || p.crop.0 == 0 || p.crop.1 == 0
+        {
             return Err(bad("zero size or standard deviation".into()));
         }
         Ok(p)

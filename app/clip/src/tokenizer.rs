@@ -61,10 +61,13 @@ impl ClipTokenizer {
         let mut tokens: Vec<Token> = Vec::new();
         let mut rest = clean.as_str();
         loop {
-            let next = [(BOS_TEXT, self.inner.start_of_text()), (EOS_TEXT, self.inner.end_of_text())]
-                .into_iter()
-                .filter_map(|(s, t)| rest.find(s).map(|p| (p, s.len(), t)))
-                .min_by_key(|x| x.0);
+            let next = [
+                (BOS_TEXT, self.inner.start_of_text()),
+                (EOS_TEXT, self.inner.end_of_text()),
+            ]
+            .into_iter()
+            .filter_map(|(s, t)| rest.find(s).map(|p| (p, s.len(), t)))
+            .min_by_key(|x| x.0);
             match next {
                 Some((pos, len, tok)) => {
                     self.encode_plain(&rest[..pos], &mut tokens);

@@ -61,7 +61,9 @@ impl Weights {
         let Some(&i) = self.routing.get(name) else {
             return Err(Error::Checkpoint {
                 path: self.first_path(),
-                message: format!("tensor \"{name}\" is missing (is this a CLIP checkpoint in the Hugging Face layout?)"),
+                message: format!(
+                    "tensor \"{name}\" is missing (is this a CLIP checkpoint in the Hugging Face layout?)"
+                ),
             });
         };
         let Some((path, st)) = self.files.get(i) else {

@@ -13,11 +13,14 @@ const TOL: f32 = 1e-4;
 const CONFIGS: &[&str] = &["tiny-quickgelu", "tiny-gelu", "tiny-p14-legacy-eos"];
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clip").join(name)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/clip")
+        .join(name)
 }
 
 fn refs(name: &str) -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture(name).join("reference.safetensors"), &Device::Cpu).unwrap()
+    candle_core::safetensors::load(fixture(name).join("reference.safetensors"), &Device::Cpu)
+        .unwrap()
 }
 
 fn rows(t: &Tensor) -> Vec<Vec<u32>> {
@@ -32,7 +35,16 @@ fn rows(t: &Tensor) -> Vec<Vec<u32>> {
 
 fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims(), "shape");
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn check(what: &str, cfg: &str, ours: &Tensor, theirs: &Tensor) {
@@ -50,28 +62,65 @@ fn every_output_matches_transformers() {
             ids: rows(&r["input_ids"]),
             mask: Some(rows(&r["attention_mask"])),
         };
-        let nomask = TextBatch { ids: batch.ids.clone(), mask: None };
+        let nomask = TextBatch {
+            ids: batch.ids.clone(),
+            mask: None,
+        };
         let px = &r["pixel_values"];
 
         let img = model.image_features(px).unwrap();
         let txt = model.text_features(&batch).unwrap();
         check("image_embeds", cfg, &img, &r["image_embeds"]);
         check("text_embeds", cfg, &txt, &r["text_embeds"]);
-        check("text_embeds_nomask", cfg, &model.text_features(&nomask).unwrap(), &r["text_embeds_nomask"]);
-        check("logits_per_image", cfg, &model.logits_per_image(&img, &txt).unwrap(), &r["logits_per_image"]);
+        check(
+            "text_embeds_nomask",
+            cfg,
+            &model.text_features(&nomask).unwrap(),
+            &r["text_embeds_nomask"],
+        );
+        check(
+            "logits_per_image",
+            cfg,
+            &model.logits_per_image(&img, &txt).unwrap(),
+            &r["logits_per_image"],
+        );
 
-        let all = Fwd { hidden_states: true, attentions: true, ..Fwd::default() };
+        let all = Fwd {
+            hidden_states: true,
+            attentions: true,
+            ..Fwd::default()
+        };
         let v = model.vision.forward(px, all).unwrap();
         let hs = Tensor::stack(&v.encoder.hidden_states, 0).unwrap();
         check("vision_hidden_states", cfg, &hs, &r["vision_hidden_states"]);
-        check("vision_last_attn", cfg, v.encoder.attentions.last().unwrap(), &r["vision_last_attn"]);
+        check(
+            "vision_last_attn",
+            cfg,
+            v.encoder.attentions.last().unwrap(),
+            &r["vision_last_attn"],
+        );
         check("vision_pooled", cfg, &v.pooled, &r["vision_pooled"]);
 
         let t = model.text.forward(&batch, all).unwrap();
-        check("text_last_hidden", cfg, &t.last_hidden_state, &r["text_last_hidden"]);
-        check("text_last_attn", cfg, t.encoder.attentions.last().unwrap(), &r["text_last_attn"]);
+        check(
+            "text_last_hidden",
+            cfg,
+            &t.last_hidden_state,
+            &r["text_last_hidden"],
+        );
+        check(
+            "text_last_attn",
+            cfg,
+            t.encoder.attentions.last().unwrap(),
+            &r["text_last_attn"],
+        );
         let tn = model.text.forward(&nomask, Fwd::default()).unwrap();
-        check("text_last_hidden_nomask", cfg, &tn.last_hidden_state, &r["text_last_hidden_nomask"]);
+        check(
+            "text_last_hidden_nomask",
+            cfg,
+            &tn.last_hidden_state,
+            &r["text_last_hidden_nomask"],
+        );
 
         if let Some(large) = r.get("pixel_values_large") {
             let e = model.image_features(large).unwrap();
@@ -86,8 +135,22 @@ fn grad_mode_matches_inference_mode() {
     let cfg = "tiny-gelu";
     let r = refs(cfg);
     let model = ClipModel::from_dir(&fixture(cfg), &Device::Cpu, DType::F32).unwrap();
-    let v = model.vision.forward(&r["pixel_values"], Fwd { grad: true, ..Fwd::default() }).unwrap();
-    check("vision_pooled (grad ops)", cfg, &v.pooled, &r["vision_pooled"]);
+    let v = model
+        .vision
+        .forward(
+            &r["pixel_values"],
+            Fwd {
+                grad: true,
+                ..Fwd::default()
+            },
+        )
+        .unwrap();
+    check(
+        "vision_pooled (grad ops)",
+        cfg,
+        &v.pooled,
+        &r["vision_pooled"],
+    );
 }
 
 fn copy_fixture(cfg: &str) -> tempfile::TempDir {
@@ -113,7 +176,10 @@ fn broken_checkpoints_give_one_clear_error() {
     let bytes = std::fs::read(&st).unwrap();
     std::fs::write(&st, &bytes[..bytes.len() / 2]).unwrap();
     let e = load_err(d.path());
-    assert!(e.contains("model.safetensors") && e.contains("not a readable safetensors"), "{e}");
+    assert!(
+        e.contains("model.safetensors") && e.contains("not a readable safetensors"),
+        "{e}"
+    );
 
     // Garbage instead of weights.
     std::fs::write(&st, b"this is not a checkpoint").unwrap();
@@ -122,21 +188,36 @@ fn broken_checkpoints_give_one_clear_error() {
 
     // Weights of another config: a shape mismatch names the tensor.
     let d = copy_fixture("tiny-quickgelu");
-    std::fs::copy(fixture("tiny-gelu").join("model.safetensors"), d.path().join("model.safetensors")).unwrap();
+    std::fs::copy(
+        fixture("tiny-gelu").join("model.safetensors"),
+        d.path().join("model.safetensors"),
+    )
+    .unwrap();
     let e = load_err(d.path());
     assert!(e.contains("tensor \"") && e.contains("shape"), "{e}");
 
     // A config the loader cannot honour.
     let d = copy_fixture("tiny-quickgelu");
     let cfg = std::fs::read_to_string(d.path().join("config.json")).unwrap();
-    std::fs::write(d.path().join("config.json"), cfg.replacen("quick_gelu", "swish_glu", 1)).unwrap();
+    std::fs::write(
+        d.path().join("config.json"),
+        cfg.replacen("quick_gelu", "swish_glu", 1),
+    )
+    .unwrap();
     let e = load_err(d.path());
     assert!(e.contains("hidden_act") && e.contains("swish_glu"), "{e}");
 
     // No weights at all.
     let d = tempfile::tempdir().unwrap();
-    std::fs::copy(fixture("tiny-quickgelu").join("config.json"), d.path().join("config.json")).unwrap();
-    assert!(matches!(ClipModel::from_dir(d.path(), &Device::Cpu, DType::F32), Err(Error::NotFound(_))));
+    std::fs::copy(
+        fixture("tiny-quickgelu").join("config.json"),
+        d.path().join("config.json"),
+    )
+    .unwrap();
+    assert!(matches!(
+        ClipModel::from_dir(d.path(), &Device::Cpu, DType::F32),
+        Err(Error::NotFound(_))
+    ));
 }
 
 #[test]
@@ -154,7 +235,10 @@ fn hf_cache_layout_resolves_offline() {
     unsafe { std::env::set_var("HF_HUB_CACHE", cache.path()) };
     let dir = radclip_clip::hub::resolve("radclip/tiny-clip").unwrap();
     assert_eq!(dir, snap);
-    assert_eq!(radclip_clip::hub::resolve(entry.to_str().unwrap()).unwrap(), snap);
+    assert_eq!(
+        radclip_clip::hub::resolve(entry.to_str().unwrap()).unwrap(),
+        snap
+    );
     assert!(ClipModel::from_dir(&dir, &Device::Cpu, DType::F32).is_ok());
     assert!(radclip_clip::hub::resolve("radclip/not-there").is_err());
 }

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use radclip_dicom as dicom;
 
+mod ai;
 mod bench;
 mod info;
 
@@ -48,6 +49,37 @@ enum Command {
         #[arg(long, value_parser = parse_window, allow_hyphen_values = true)]
         window: Option<dicom::Window>,
     },
+    /// Projected, un-normalised CLIP features of images (DICOM, PNG, JPEG; a folder: each file) or of a text,
+    /// as Hugging Face `get_image_features` / `get_text_features` return them.
+    Embed {
+        /// A DICOM or image file, or a folder of them.
+        input: Option<PathBuf>,
+        /// Embed this text instead of an image.
+        #[arg(long, conflicts_with = "input")]
+        text: Option<String>,
+        #[command(flatten)]
+        model: ModelOpt,
+        /// Frame of a multi-frame DICOM file, from 0.
+        #[arg(long, default_value_t = 0)]
+        frame: u32,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Zero-shot findings for an image: probability and spread across prompt paraphrases per finding.
+    ZeroShot {
+        file: PathBuf,
+        #[command(flatten)]
+        model: ModelOpt,
+        /// A findings TOML (default: the model's, else CheXpert-14).
+        #[arg(long)]
+        findings: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        frame: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Timings for docs/benchmarks.md (JSON lines).
     Bench {
         #[command(subcommand)]
@@ -59,6 +91,42 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+}
+
+#[derive(clap::Args)]
+struct ModelOpt {
+    /// A model folder (Hugging Face CLIPModel layout), a cache entry, or org/name in the local HF cache.
+    #[arg(long, default_value_os_t = default_model())]
+    model: PathBuf,
+    /// cpu, cuda or auto.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+impl ModelOpt {
+    fn args(&self) -> ai::ModelArgs {
+        ai::ModelArgs {
+            model: self.model.to_string_lossy().into_owned(),
+            device: self.device.clone(),
+        }
+    }
+}
+
+/// The bundled demo model, found like the demo study.
+fn default_model() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("RADCLIP_MODELS") {
+        candidates.push(PathBuf::from(dir).join("radclip-demo"));
+    }
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        candidates.push(dir.join("../share/radclip/models/radclip-demo"));
+        candidates.push(dir.join("models/radclip-demo"));
+    }
+    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/radclip-demo"));
+    let first = candidates.first().cloned().unwrap_or_default();
+    candidates.into_iter().find(|p| p.is_dir()).unwrap_or(first)
 }
 
 #[derive(Subcommand)]
@@ -125,6 +193,30 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             frame,
             window,
         }) => export(&file, &out, frame, window),
+        Some(Command::Embed {
+            input,
+            text,
+            model,
+            frame,
+            batch_size,
+            json,
+        }) => ai::embed(
+            &model.args(),
+            ai::EmbedArgs {
+                input,
+                text,
+                frame,
+                batch_size,
+                json,
+            },
+        ),
+        Some(Command::ZeroShot {
+            file,
+            model,
+            findings,
+            frame,
+            json,
+        }) => ai::zero_shot(&model.args(), &file, frame, findings.as_deref(), json),
         Some(Command::Bench { what }) => match what {
             BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),
             BenchWhat::WindowLevel { size, repeat } => bench::window_level(size, repeat),

@@ -1,0 +1,156 @@
+//! A loaded model with everything needed to use it: tokenizer, preprocessing, model card; plus turning
+//! files (DICOM or images) into model input, and batched encoding.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use candle_core::{DType, Device, Tensor};
+
+use crate::card::{ModelCard, WindowChoice, WindowSpec};
+use crate::error::{Error, Result};
+use crate::hub;
+use crate::model::ClipModel;
+use crate::preprocess::{Placement, Preprocess, Rgb8};
+use crate::tokenizer::ClipTokenizer;
+
+pub struct Engine {
+    pub dir: PathBuf,
+    pub model: ClipModel,
+    pub tokenizer: ClipTokenizer,
+    pub preprocess: Preprocess,
+    pub card: ModelCard,
+    /// Text features by prompt, so a new heatmap or finding list re-encodes only new prompts.
+    text_cache: Mutex<HashMap<String, Tensor>>,
+}
+
+/// A file turned into model input.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    pub pixel_values: Tensor,
+    pub placement: Placement,
+    /// The 8-bit image the model saw before resizing (the rendered DICOM frame).
+    pub image: Rgb8,
+}
+
+/// Whether a file is DICOM: the "DICM" magic at 128, or a .dcm name.
+pub fn is_dicom(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 132];
+    let magic = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head[128..132] == b"DICM";
+    magic
+        || path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
+}
+
+/// Renders frame `frame` of a DICOM file with the card's window, or reads an image file.
+pub fn load_image(path: &Path, frame: u32, window: &WindowSpec) -> Result<Rgb8> {
+    if !is_dicom(path) {
+        return Rgb8::open(path);
+    }
+    let frames = radclip_dicom::pixel::decode_file(path)
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    let f = frames.get(frame as usize).ok_or_else(|| {
+        Error::Input(format!(
+            "{}: frame {frame} does not exist ({} frames)",
+            path.display(),
+            frames.len()
+        ))
+    })?;
+    let w = match window {
+        WindowSpec::Named(WindowChoice::Viewer | WindowChoice::File) => None,
+        WindowSpec::Named(WindowChoice::MinMax) => {
+            let (lo, hi) = f.modality_range();
+            Some((
+                radclip_dicom::Window::from_range(lo, hi),
+                radclip_dicom::VoiFunction::Linear,
+            ))
+        }
+        WindowSpec::Fixed([c, w]) => Some((
+            radclip_dicom::Window {
+                center: *c,
+                width: *w,
+            },
+            radclip_dicom::VoiFunction::Linear,
+        )),
+    };
+    Ok(Rgb8::from_rendered(&radclip_dicom::render(f, w)))
+}
+
+impl Engine {
+    /// `spec`: a model folder, a cache entry, or `org/name` in the local Hugging Face cache.
+    pub fn load(spec: &str, device: &Device) -> Result<Engine> {
+        let dir = hub::resolve(spec)?;
+        let model = ClipModel::from_dir(&dir, device, DType::F32)?;
+        let preprocess = Preprocess::for_model(&dir, model.config.vision.image_size)?;
+        let card = ModelCard::for_model(&dir)?;
+        let tokenizer = ClipTokenizer::openai(model.config.text.max_position_embeddings);
+        Ok(Engine {
+            dir,
+            model,
+            tokenizer,
+            preprocess,
+            card,
+            text_cache: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn prepare(&self, image: Rgb8) -> Result<Prepared> {
+        let (pixel_values, placement) = self.preprocess.apply(&image, self.model.device())?;
+        Ok(Prepared {
+            pixel_values,
+            placement,
+            image,
+        })
+    }
+
+    pub fn prepare_file(&self, path: &Path, frame: u32) -> Result<Prepared> {
+        self.prepare(load_image(path, frame, &self.card.preprocess.window)?)
+    }
+
+    /// Image features [N, P] in batches of `batch_size`.
+    pub fn encode_images(&self, inputs: &[&Prepared], batch_size: usize) -> Result<Tensor> {
+        let mut out = Vec::new();
+        for chunk in inputs.chunks(batch_size.max(1)) {
+            let px: Vec<Tensor> = chunk.iter().map(|p| p.pixel_values.clone()).collect();
+            out.push(self.model.image_features(&Tensor::stack(&px, 0)?)?);
+        }
+        if out.is_empty() {
+            return Err(Error::Input("no images to encode".into()));
+        }
+        Ok(Tensor::cat(&out, 0)?)
+    }
+
+    /// Text features [N, P], cached per prompt.
+    pub fn encode_texts<S: AsRef<str>>(&self, texts: &[S]) -> Result<Tensor> {
+        let mut cache = self.text_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let missing: Vec<&str> = texts
+            .iter()
+            .map(AsRef::as_ref)
+            .filter(|t| !cache.contains_key(*t))
+            .collect();
+        if !missing.is_empty() {
+            let feats = self.model.text_features(&self.tokenizer.batch(&missing))?;
+            for (i, t) in missing.iter().enumerate() {
+                cache.insert((*t).to_string(), feats.get(i)?);
+            }
+        }
+        let rows = texts
+            .iter()
+            .map(|t| {
+                cache
+                    .get(t.as_ref())
+                    .cloned()
+                    .ok_or_else(|| Error::Input("text cache lost an entry".into()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if rows.is_empty() {
+            return Err(Error::Input("no text to encode".into()));
+        }
+        Ok(Tensor::stack(&rows, 0)?)
+    }
+}

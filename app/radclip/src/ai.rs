@@ -1,0 +1,167 @@
+//! The CLIP subcommands: embed, zero-shot, heatmap. Wiring only; the work is in radclip-clip.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use radclip_clip::engine::{Engine, Prepared, is_dicom};
+use radclip_clip::zeroshot::{self, FindingList};
+
+pub struct ModelArgs {
+    pub model: String,
+    pub device: String,
+}
+
+pub fn load_engine(m: &ModelArgs) -> anyhow::Result<Engine> {
+    let (device, note) = radclip_clip::device::select(&m.device);
+    if let Some(n) = note {
+        eprintln!("radclip: {n}");
+    }
+    Engine::load(&m.model, &device).with_context(|| format!("cannot load the model {}", m.model))
+}
+
+/// Image and DICOM files under `dir`, sorted by path (hidden files skipped).
+fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
+            let p = e?.path();
+            if p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+            {
+                continue;
+            }
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let image_ext = p.extension().is_some_and(|e| {
+                    ["png", "jpg", "jpeg"]
+                        .iter()
+                        .any(|x| e.eq_ignore_ascii_case(x))
+                });
+                if image_ext || is_dicom(&p) {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn rows(t: &candle_core::Tensor) -> anyhow::Result<Vec<Vec<f32>>> {
+    Ok(t.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?)
+}
+
+fn print_vector(label: &str, v: &[f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let head: Vec<String> = v.iter().take(6).map(|x| format!("{x:+.4}")).collect();
+    println!(
+        "{label}: {} dims, norm {norm:.4}, [{} …]",
+        v.len(),
+        head.join(", ")
+    );
+}
+
+pub struct EmbedArgs {
+    pub input: Option<PathBuf>,
+    pub text: Option<String>,
+    pub frame: u32,
+    pub batch_size: usize,
+    pub json: bool,
+}
+
+pub fn embed(m: &ModelArgs, a: EmbedArgs) -> anyhow::Result<()> {
+    let engine = load_engine(m)?;
+    match (a.input, a.text) {
+        (None, Some(text)) => {
+            let f = rows(&engine.encode_texts(&[text.as_str()])?)?;
+            let v = f.into_iter().next().unwrap_or_default();
+            if a.json {
+                println!("{}", serde_json::json!({"text": text, "embedding": v}));
+            } else {
+                print_vector(&format!("{text:?}"), &v);
+            }
+        }
+        (Some(input), None) => {
+            let dir = input.is_dir();
+            let files = if dir {
+                files_under(&input)?
+            } else {
+                vec![input.clone()]
+            };
+            if files.is_empty() {
+                bail!("no DICOM or image files under {}", input.display());
+            }
+            let mut prepared: Vec<(PathBuf, Prepared)> = Vec::new();
+            for f in &files {
+                match engine.prepare_file(f, a.frame) {
+                    Ok(p) => prepared.push((f.clone(), p)),
+                    // One bad file in a folder is reported and skipped; a single bad file is an error.
+                    Err(e) if dir => eprintln!("radclip: skipped: {e}"),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let refs: Vec<&Prepared> = prepared.iter().map(|(_, p)| p).collect();
+            let feats = rows(&engine.encode_images(&refs, a.batch_size)?)?;
+            let paths: Vec<String> = prepared
+                .iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect();
+            if a.json {
+                let v = if dir {
+                    serde_json::json!({"paths": paths, "embedding": feats})
+                } else {
+                    serde_json::json!({"path": paths.first(), "embedding": feats.first()})
+                };
+                println!("{v}");
+            } else {
+                for (p, v) in paths.iter().zip(&feats) {
+                    print_vector(p, v);
+                }
+            }
+        }
+        _ => bail!("give either a FILE/DIR or --text \"…\""),
+    }
+    Ok(())
+}
+
+pub fn zero_shot(
+    m: &ModelArgs,
+    file: &Path,
+    frame: u32,
+    findings: Option<&Path>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let engine = load_engine(m)?;
+    let list = match findings {
+        Some(f) => FindingList::load(f)?,
+        None => FindingList::for_engine(&engine)?,
+    };
+    let p = engine.prepare_file(file, frame)?;
+    let feats = engine.encode_images(&[&p], 1)?;
+    let scores = zeroshot::score(&engine, &feats, &list)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"path": file.display().to_string(), "intended_use": engine.card.intended_use,
+                "temperature": engine.card.zero_shot.temperature, "findings": scores})
+        );
+    } else {
+        println!("{} ({})", file.display(), engine.card.intended_use);
+        let width = scores.iter().map(|s| s.name.len()).max().unwrap_or(0);
+        for s in &scores {
+            let bar = "#".repeat((s.probability * 20.0).round() as usize);
+            println!(
+                "  {:<width$}  {:>5.1}% ± {:>4.1}  {bar}",
+                s.name,
+                100.0 * s.probability,
+                100.0 * s.spread
+            );
+        }
+    }
+    Ok(())
+}
