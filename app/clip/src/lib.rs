@@ -6,6 +6,7 @@ pub mod config;
 pub mod device;
 pub mod engine;
 pub mod error;
+pub mod heatmap;
 pub mod hub;
 pub mod model;
 pub mod preprocess;

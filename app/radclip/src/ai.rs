@@ -165,3 +165,52 @@ pub fn zero_shot(
     }
     Ok(())
 }
+
+pub struct HeatmapArgs {
+    pub file: PathBuf,
+    pub prompt: String,
+    pub method: String,
+    pub out: PathBuf,
+    pub raw: Option<PathBuf>,
+    pub alpha: f32,
+    pub frame: u32,
+    pub json: bool,
+}
+
+pub fn heatmap(m: &ModelArgs, a: HeatmapArgs) -> anyhow::Result<()> {
+    use radclip_clip::heatmap::{EncodedImage, Method, npy_f32};
+    let Some(method) = Method::parse(&a.method) else {
+        bail!(
+            "unknown method \"{}\" (clip-surgery, maskclip, rollout, gradcam)",
+            a.method
+        );
+    };
+    if !(0.0..=1.0).contains(&a.alpha) {
+        bail!("--alpha must be between 0 and 1");
+    }
+    let engine = load_engine(m)?;
+    let prepared = engine.prepare_file(&a.file, a.frame)?;
+    let encoded = EncodedImage::new(&engine, &prepared)?;
+    let map = engine.heatmap(&encoded, method, &a.prompt)?;
+    let img = map.overlay(&prepared.image, a.alpha);
+    let rendered = radclip_dicom::Rendered::Rgb {
+        rows: img.height as u32,
+        cols: img.width as u32,
+        data: img.data,
+    };
+    radclip_dicom::export::write_png(&rendered, &a.out)?;
+    if let Some(raw) = &a.raw {
+        let bytes = npy_f32(&[map.grid.0, map.grid.1], &map.values);
+        radclip_dicom::export::write_atomic(raw, &bytes)
+            .with_context(|| format!("cannot write {}", raw.display()))?;
+    }
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"path": a.file.display().to_string(), "prompt": a.prompt,
+                "method": method.name(), "grid": [map.grid.0, map.grid.1], "values": map.values,
+                "source_rect": map.placement.source_rect(), "out": a.out.display().to_string()})
+        );
+    }
+    Ok(())
+}

@@ -80,6 +80,31 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A text-prompted heatmap blended over the rendered frame.
+    Heatmap {
+        file: PathBuf,
+        #[command(flatten)]
+        model: ModelOpt,
+        /// What to look for, e.g. "pleural effusion".
+        #[arg(long)]
+        prompt: String,
+        /// clip-surgery, maskclip, rollout or gradcam.
+        #[arg(long, default_value = "clip-surgery")]
+        method: String,
+        /// PNG of the overlay.
+        #[arg(long)]
+        out: PathBuf,
+        /// Also write the raw patch-grid map as .npy (rows × columns, float32).
+        #[arg(long)]
+        raw: Option<PathBuf>,
+        /// Overlay opacity, 0–1.
+        #[arg(long, default_value_t = 0.45)]
+        alpha: f32,
+        #[arg(long, default_value_t = 0)]
+        frame: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Timings for docs/benchmarks.md (JSON lines).
     Bench {
         #[command(subcommand)]
@@ -217,6 +242,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             frame,
             json,
         }) => ai::zero_shot(&model.args(), &file, frame, findings.as_deref(), json),
+        Some(Command::Heatmap {
+            file,
+            model,
+            prompt,
+            method,
+            out,
+            raw,
+            alpha,
+            frame,
+            json,
+        }) => ai::heatmap(
+            &model.args(),
+            ai::HeatmapArgs {
+                file,
+                prompt,
+                method,
+                out,
+                raw,
+                alpha,
+                frame,
+                json,
+            },
+        ),
         Some(Command::Bench { what }) => match what {
             BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),
             BenchWhat::WindowLevel { size, repeat } => bench::window_level(size, repeat),

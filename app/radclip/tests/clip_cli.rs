@@ -1,0 +1,216 @@
+//! `radclip embed`, `zero-shot` and `heatmap` from files to numbers. The embeddings are compared with
+//! Hugging Face's own pipeline (PIL processor + tokenizer + CLIPModel) on a tiny random float16 model with
+//! OpenAI's full vocabulary (`tests/fixtures/clip/make_cli_model.py`).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_radclip"))
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/clip")
+}
+
+fn model() -> PathBuf {
+    fixtures().join("tiny-fullvocab")
+}
+
+fn run_json(args: &[&str], paths: &[&Path]) -> serde_json::Value {
+    let mut c = bin();
+    c.args(args).arg("--model").arg(model()).arg("--json");
+    for p in paths {
+        c.arg(p);
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn vec_of(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
+}
+
+fn max_diff(a: &[f64], b: &[f64]) -> f64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+fn reference() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(model().join("cli_reference.json")).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn embed_images_and_texts_match_hugging_face_end_to_end() {
+    let r = reference();
+    for img in r["images"].as_array().unwrap() {
+        let file = fixtures().join(img["file"].as_str().unwrap());
+        let v = run_json(&["embed"], &[&file]);
+        let d = max_diff(&vec_of(&v["embedding"]), &vec_of(&img["embedding"]));
+        assert!(d < 1e-4, "{}: {d}", file.display());
+    }
+    for t in r["texts"].as_array().unwrap() {
+        let v = run_json(&["embed", "--text", t["text"].as_str().unwrap()], &[]);
+        let d = max_diff(&vec_of(&v["embedding"]), &vec_of(&t["embedding"]));
+        assert!(d < 1e-4, "{:?}: {d}", t["text"]);
+    }
+}
+
+#[test]
+fn embed_a_folder_gives_one_row_per_file_in_path_order() {
+    let r = reference();
+    let v = run_json(
+        &["embed", "--batch-size", "2"],
+        &[&fixtures().join("preprocess")],
+    );
+    let paths: Vec<&str> = v["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(paths.len(), 3, "{paths:?}");
+    assert!(
+        paths[0].ends_with("grey.png")
+            && paths[1].ends_with("rgb.png")
+            && paths[2].ends_with("small.png")
+    );
+    let rows = v["embedding"].as_array().unwrap();
+    let want_rgb = vec_of(&r["images"][0]["embedding"]);
+    let want_grey = vec_of(&r["images"][1]["embedding"]);
+    assert!(max_diff(&vec_of(&rows[1]), &want_rgb) < 1e-4);
+    assert!(max_diff(&vec_of(&rows[0]), &want_grey) < 1e-4);
+}
+
+#[test]
+fn a_dicom_frame_embeds_as_its_rendered_png() {
+    let dcm = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo/CT0016.dcm");
+    let tmp = tempfile::tempdir().unwrap();
+    let png = tmp.path().join("ct.png");
+    let st = bin()
+        .arg("export")
+        .arg(&dcm)
+        .arg("--out")
+        .arg(&png)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let a = run_json(&["embed"], &[&dcm]);
+    let b = run_json(&["embed"], &[&png]);
+    let d = max_diff(&vec_of(&a["embedding"]), &vec_of(&b["embedding"]));
+    assert!(d < 1e-6, "{d}");
+}
+
+#[test]
+fn zero_shot_is_symmetric_in_its_prompts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("findings.toml");
+    std::fs::write(
+        &f,
+        "[[finding]]\nname = \"Effusion\"\npositive = [\"pleural effusion\", \"fluid in the pleural space\"]\n\
+         negative = [\"no pleural effusion\", \"sharp costophrenic angles\"]\n\n\
+         [[finding]]\nname = \"Swapped\"\npositive = [\"no pleural effusion\", \"sharp costophrenic angles\"]\n\
+         negative = [\"pleural effusion\", \"fluid in the pleural space\"]\n\n\
+         [[finding]]\nname = \"Same\"\npositive = [\"pleural effusion\"]\nnegative = [\"pleural effusion\"]\n",
+    )
+    .unwrap();
+    let img = fixtures().join("preprocess/rgb.png");
+    let v = run_json(&["zero-shot", "--findings", f.to_str().unwrap()], &[&img]);
+    let fs = v["findings"].as_array().unwrap();
+    let p = |i: usize| fs[i]["probability"].as_f64().unwrap();
+    assert!((p(0) + p(1) - 1.0).abs() < 1e-6, "{} {}", p(0), p(1));
+    assert!((p(2) - 0.5).abs() < 1e-9);
+    assert_eq!(fs[2]["spread"].as_f64().unwrap(), 0.0);
+    assert_eq!(fs[0]["pair_probabilities"].as_array().unwrap().len(), 2);
+
+    // The shipped CheXpert-14 list is the default.
+    let v = run_json(&["zero-shot"], &[&img]);
+    assert_eq!(v["findings"].as_array().unwrap().len(), 14);
+    assert_eq!(v["findings"][2]["name"], "Cardiomegaly");
+}
+
+#[test]
+fn heatmap_writes_overlay_and_raw_map_for_every_method() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = fixtures().join("preprocess/rgb.png");
+    for method in ["clip-surgery", "maskclip", "rollout", "gradcam"] {
+        let out = tmp.path().join(format!("{method}.png"));
+        let raw = tmp.path().join(format!("{method}.npy"));
+        let v = run_json(
+            &[
+                "heatmap",
+                "--prompt",
+                "pleural effusion",
+                "--method",
+                method,
+                "--out",
+                out.to_str().unwrap(),
+                "--raw",
+                raw.to_str().unwrap(),
+            ],
+            &[&img],
+        );
+        assert_eq!(v["grid"], serde_json::json!([4, 4]), "{method}");
+        let png = std::fs::read(&out).unwrap();
+        // PNG IHDR: the overlay has the source image's size (301 × 217).
+        assert_eq!(&png[16..24], &[0, 0, 1, 45, 0, 0, 0, 217]);
+        let npy = std::fs::read(&raw).unwrap();
+        assert_eq!(&npy[..6], b"\x93NUMPY");
+        let header = String::from_utf8_lossy(&npy[10..npy.len() - 64]);
+        assert!(header.contains("'shape': (4, 4)"), "{header}");
+        assert_eq!(
+            (npy.len() - (10 + u16::from_le_bytes([npy[8], npy[9]]) as usize)) / 4,
+            16
+        );
+    }
+    let out = bin()
+        .args([
+            "heatmap",
+            "--prompt",
+            "x",
+            "--method",
+            "magic",
+            "--out",
+            "/tmp/x.png",
+            "--model",
+        ])
+        .arg(model())
+        .arg(&img)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains("unknown method"), "{err}");
+}
+
+#[test]
+fn a_missing_or_broken_model_is_one_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("config.json"), "{not json").unwrap();
+    for m in [tmp.path().to_path_buf(), tmp.path().join("nope")] {
+        let out = bin()
+            .args(["embed", "--text", "x", "--model"])
+            .arg(&m)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
