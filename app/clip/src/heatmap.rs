@@ -124,9 +124,9 @@ impl Heatmap {
                 };
                 let c = turbo(v);
                 let i = (y * image.width + x) * 3;
-                for k in 0..3 {
-                    let base = f32::from(out.data[i + k]);
-                    out.data[i + k] = (base * (1.0 - alpha) + c[k] * alpha)
+                for (px, ck) in out.data[i..i + 3].iter_mut().zip(c) {
+                    let base = f32::from(*px);
+                    *px = (base * (1.0 - alpha) + ck * alpha)
                         .round()
                         .clamp(0.0, 255.0) as u8;
                 }

@@ -65,8 +65,9 @@ pub struct Preprocess {
     pub std: [f32; 3],
 }
 
+// OpenAI's values, to f32 precision.
 pub const OPENAI_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-pub const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_58, 0.275_777_11];
+pub const OPENAI_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -142,8 +143,7 @@ impl Preprocess {
                     .map_err(|_| bad(format!("{name} must have 3 values")))?;
             }
         }
-        if p.std.iter().any(|&s| s == 0.0) || p.shortest_edge == 0 || p.crop.0 == 0 || p.crop.1 == 0
-        {
+        if p.std.contains(&0.0) || p.shortest_edge == 0 || p.crop.0 == 0 || p.crop.1 == 0 {
             return Err(bad("zero size or standard deviation".into()));
         }
         Ok(p)

@@ -166,3 +166,89 @@ pub fn open(dir: &std::path::Path) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// CLIP encode and heatmap timings on a model folder (random weights of a real shape, made by
+/// `tests/fixtures/clip/bench_torch.py`, which times PyTorch on the same files).
+pub fn clip(model: &str, batches: &[usize], repeat: usize) -> anyhow::Result<()> {
+    use radclip_clip::engine::Engine;
+    use radclip_clip::heatmap::{EncodedImage, Method};
+    let engine = Engine::load(model, &candle_core::Device::Cpu)?;
+    let s = engine.model.config.vision.image_size;
+    let mut seed: u32 = 7;
+    let mut rnd = move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        ((seed >> 8) as f32 / (1 << 24) as f32) * 2.0 - 1.0
+    };
+    let time = |f: &mut dyn FnMut() -> anyhow::Result<()>| -> anyhow::Result<f64> {
+        f()?; // warm-up
+        let mut t = Vec::new();
+        for _ in 0..repeat.max(1) {
+            let t0 = Instant::now();
+            f()?;
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        Ok(median(t))
+    };
+    let name = engine
+        .dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    for &b in batches {
+        let px: Vec<f32> = (0..b * 3 * s * s).map(|_| rnd()).collect();
+        let px = candle_core::Tensor::from_vec(px, (b, 3, s, s), &candle_core::Device::Cpu)?;
+        let ms = time(&mut || {
+            std::hint::black_box(engine.model.image_features(&px)?);
+            Ok(())
+        })?;
+        println!(
+            "{}",
+            serde_json::json!({"bench": "clip_image", "model": name, "batch": b, "median_ms": ms})
+        );
+        let texts: Vec<String> = (0..b)
+            .map(|i| format!("small left pleural effusion with adjacent atelectasis, case {i}"))
+            .collect();
+        let batch = engine.tokenizer.batch(&texts);
+        let ms = time(&mut || {
+            std::hint::black_box(engine.model.text_features(&batch)?);
+            Ok(())
+        })?;
+        println!(
+            "{}",
+            serde_json::json!({"bench": "clip_text", "model": name, "batch": b, "median_ms": ms, "tokens": batch.ids.first().map_or(0, Vec::len)})
+        );
+    }
+    let img: Vec<u8> = (0..512 * 512 * 3).map(|i| (i % 251) as u8).collect();
+    let img = radclip_clip::preprocess::Rgb8 {
+        width: 512,
+        height: 512,
+        data: img,
+    };
+    for method in Method::ALL {
+        let ms_new_image = time(&mut || {
+            let p = engine.prepare(img.clone())?;
+            let e = EncodedImage::new(&engine, &p)?;
+            std::hint::black_box(engine.heatmap(&e, method, "pleural effusion")?);
+            Ok(())
+        })?;
+        let p = engine.prepare(img.clone())?;
+        let e = EncodedImage::new(&engine, &p)?;
+        let mut k = 0;
+        let ms_new_prompt = time(&mut || {
+            k += 1;
+            // A prompt not seen before, so its text encoding is part of the time.
+            std::hint::black_box(engine.heatmap(
+                &e,
+                method,
+                &format!("{} finding {k}", method.name()),
+            )?);
+            Ok(())
+        })?;
+        println!(
+            "{}",
+            serde_json::json!({"bench": "clip_heatmap", "model": name, "method": method.name(),
+                "new_image_ms": ms_new_image, "new_prompt_ms": ms_new_prompt})
+        );
+    }
+    Ok(())
+}

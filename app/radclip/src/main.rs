@@ -164,6 +164,15 @@ enum BenchWhat {
     },
     /// Open a folder as the viewer does: first pixels, whole series decoded, peak RSS.
     Open { dir: PathBuf },
+    /// CLIP image/text encode per batch size, and heatmaps (new image, new prompt) on a model folder.
+    Clip {
+        #[arg(long)]
+        model: String,
+        #[arg(long = "batch", default_values_t = [1usize, 8])]
+        batches: Vec<usize>,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
     /// One window/level change on a SIZE² 16-bit image (CPU path of the viewer).
     WindowLevel {
         #[arg(long, default_value_t = 2048)]
@@ -269,6 +278,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),
             BenchWhat::WindowLevel { size, repeat } => bench::window_level(size, repeat),
             BenchWhat::Open { dir } => bench::open(&dir),
+            BenchWhat::Clip {
+                model,
+                batches,
+                repeat,
+            } => bench::clip(&model, &batches, repeat),
         },
         Some(Command::MakeDemo { out }) => {
             dicom::synthetic::write_ct_phantom(&out, &dicom::synthetic::CtPhantom::default())?;
