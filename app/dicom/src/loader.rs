@@ -109,6 +109,8 @@ pub struct Loader {
     cache: Arc<FrameCache>,
     generation: Arc<AtomicU64>,
     in_flight: Arc<Mutex<HashSet<Arc<Path>>>>,
+    /// Jobs queued or running (dropped ones included until the pool reaches them).
+    pending: Arc<std::sync::atomic::AtomicUsize>,
     events: Sender<LoadEvent>,
     notify: Arc<dyn Fn() + Send + Sync>,
 }
@@ -130,6 +132,7 @@ impl Loader {
                 cache: Arc::new(FrameCache::new(cache_bytes)),
                 generation: Arc::new(AtomicU64::new(0)),
                 in_flight: Default::default(),
+                pending: Default::default(),
                 events,
                 notify,
             },
@@ -139,6 +142,11 @@ impl Loader {
 
     pub fn cache(&self) -> &Arc<FrameCache> {
         &self.cache
+    }
+
+    /// Whether no job is queued or running.
+    pub fn is_idle(&self) -> bool {
+        self.pending.load(Ordering::SeqCst) == 0
     }
 
     /// Drops every queued job; running ones finish but their result is still cached.
@@ -157,14 +165,24 @@ impl Loader {
             if self.cache.contains(&key) || self.cache.failure(&path).is_some() {
                 continue;
             }
-            let (cache, gen_now, in_flight, events, notify) = (
+            let (cache, gen_now, in_flight, events, notify, pending) = (
                 self.cache.clone(),
                 self.generation.clone(),
                 self.in_flight.clone(),
                 self.events.clone(),
                 self.notify.clone(),
+                self.pending.clone(),
             );
+            pending.fetch_add(1, Ordering::SeqCst);
             self.pool.spawn_fifo(move || {
+                // Decrements however the job ends.
+                struct Done(Arc<std::sync::atomic::AtomicUsize>);
+                impl Drop for Done {
+                    fn drop(&mut self) {
+                        self.0.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+                let _done = Done(pending);
                 if gen_now.load(Ordering::SeqCst) != generation || cache.contains(&key) {
                     return;
                 }

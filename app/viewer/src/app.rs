@@ -137,6 +137,11 @@ impl ViewerApp {
             })
     }
 
+    /// Settled, and no background decoding left (for reproducible snapshots).
+    pub fn is_idle(&self) -> bool {
+        self.is_settled() && self.loader.is_idle()
+    }
+
     fn set_tree(&mut self, tree: StudyTree) {
         self.series.clear();
         self.shown.clear();
