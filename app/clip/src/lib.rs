@@ -3,6 +3,7 @@
 
 pub mod card;
 pub mod config;
+pub mod convert;
 pub mod device;
 pub mod engine;
 pub mod error;

@@ -142,8 +142,8 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     if dir.join("pytorch_model.bin").is_file() {
         return Err(Error::Checkpoint {
             path: dir.join("pytorch_model.bin"),
-            message: "PyTorch pickles are not loaded (they can run code); convert to model.safetensors with \
-                      tests/fixtures/clip/convert_to_safetensors.py"
+            message: "PyTorch pickles are not loaded here (they can run code); save the model as \
+                      model.safetensors (transformers: save_pretrained with safe_serialization=True)"
                 .into(),
         });
     }

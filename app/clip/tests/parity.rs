@@ -242,3 +242,63 @@ fn hf_cache_layout_resolves_offline() {
     assert!(ClipModel::from_dir(&dir, &Device::Cpu, DType::F32).is_ok());
     assert!(radclip_clip::hub::resolve("radclip/not-there").is_err());
 }
+
+/// An OpenAI-format state dict (as CheXzero ships, saved with torch.save) converted by radclip gives the
+/// transformers outputs of the HF model it was made from (`make_openai_format.py`).
+#[test]
+fn openai_format_checkpoint_converts_to_the_same_model() {
+    use radclip_clip::convert::{ConvertOptions, convert_openai};
+    let out = tempfile::tempdir().unwrap();
+    let dir = convert_openai(
+        &fixture("tiny-openai").join("model.pt"),
+        out.path(),
+        &ConvertOptions {
+            vision_heads: Some(4),
+            text_heads: Some(4),
+        },
+    )
+    .unwrap();
+    let r = refs("tiny-quickgelu");
+    let model = ClipModel::from_dir(&dir, &Device::Cpu, DType::F32).unwrap();
+    let batch = TextBatch {
+        ids: rows(&r["input_ids"]),
+        mask: Some(rows(&r["attention_mask"])),
+    };
+    let img = model.image_features(&r["pixel_values"]).unwrap();
+    let txt = model.text_features(&batch).unwrap();
+    check(
+        "image_embeds (converted)",
+        "tiny-openai",
+        &img,
+        &r["image_embeds"],
+    );
+    check(
+        "text_embeds (converted)",
+        "tiny-openai",
+        &txt,
+        &r["text_embeds"],
+    );
+    check(
+        "logits (converted)",
+        "tiny-openai",
+        &model.logits_per_image(&img, &txt).unwrap(),
+        &r["logits_per_image"],
+    );
+
+    // Not a checkpoint: one sentence naming the file.
+    let junk = out.path().join("junk.pt");
+    std::fs::write(&junk, b"PK\x03\x04 definitely not a zip").unwrap();
+    let e = convert_openai(
+        &junk,
+        &out.path().join("x"),
+        &ConvertOptions {
+            vision_heads: None,
+            text_heads: None,
+        },
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("junk.pt"), "{e}");
+    assert!(!out.path().join("x/model.safetensors").exists());
+}

@@ -105,6 +105,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Convert an OpenAI-format CLIP checkpoint (OpenAI, CheXzero: .pt state dict or .safetensors) into the
+    /// Hugging Face layout radclip loads. The .pt file is read without running any code from it.
+    ConvertOpenai {
+        input: PathBuf,
+        /// Output model folder (config.json + model.safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        /// Attention heads of the vision tower (default: width / 64, as OpenAI's models).
+        #[arg(long)]
+        vision_heads: Option<usize>,
+        /// Attention heads of the text tower (default: width / 64).
+        #[arg(long)]
+        text_heads: Option<usize>,
+    },
     /// Timings for docs/benchmarks.md (JSON lines).
     Bench {
         #[command(subcommand)]
@@ -274,6 +288,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 json,
             },
         ),
+        Some(Command::ConvertOpenai {
+            input,
+            out,
+            vision_heads,
+            text_heads,
+        }) => {
+            let dir = radclip_clip::convert::convert_openai(
+                &input,
+                &out,
+                &radclip_clip::convert::ConvertOptions {
+                    vision_heads,
+                    text_heads,
+                },
+            )?;
+            println!("wrote {}", dir.display());
+            Ok(())
+        }
         Some(Command::Bench { what }) => match what {
             BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),
             BenchWhat::WindowLevel { size, repeat } => bench::window_level(size, repeat),
