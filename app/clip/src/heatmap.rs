@@ -292,8 +292,19 @@ impl EncodedImage {
             .ok_or_else(|| Error::Input("missing hidden state".into()))?
             .detach();
         let a = Var::from_tensor(&layer.layer_norm1.forward(&x, Fwd::default())?)?;
-        let (att, _) = layer.self_attn.forward(a.as_tensor(), None, fwd)?;
-        let y = (&x + att)?;
+        // Only the class token's output reaches the image features, and in the last block it depends on the
+        // other tokens only as keys and values: so the graph is the class-token query alone (same gradient
+        // as the full block, at a fraction of the backward cost).
+        let att = &layer.self_attn;
+        let cls = a.as_tensor().narrow(1, 0, 1)?;
+        let q = att.split_heads(&att.q_proj.forward(&cls)?)?;
+        let k = att.split_heads(&att.k_proj.forward(a.as_tensor())?)?;
+        let v = att.split_heads(&att.v_proj.forward(a.as_tensor())?)?;
+        let probs = crate::model::softmax_last(&(q.matmul(&k.t()?)? * att.scale())?, fwd)?;
+        let ctx = att
+            .out_proj
+            .forward(&att.merge_heads(&probs.matmul(&v)?)?)?;
+        let y = (x.narrow(1, 0, 1)? + ctx)?;
         let y = (&y + layer.mlp.forward(&layer.layer_norm2.forward(&y, fwd)?)?)?;
         let pooled = model.vision.post_layernorm.forward(&y.i((.., 0))?, fwd)?;
         let f = model.visual_projection.forward(&pooled)?;
