@@ -8,7 +8,8 @@ pub fn select(want: &str) -> (Device, Option<String>) {
         "cpu" => (Device::Cpu, None),
         "cuda" | "auto" | "gpu" => match cuda() {
             Ok(d) => (d, None),
-            Err(why) if want == "auto" => (Device::Cpu, Some(why).filter(|_| false)),
+            // "auto" asked for nothing in particular: the CPU is a normal outcome, not a fallback.
+            Err(_) if want == "auto" => (Device::Cpu, None),
             Err(why) => (Device::Cpu, Some(format!("{why}; running on the CPU"))),
         },
         other => (
