@@ -83,9 +83,19 @@ pub fn load_image(path: &Path, frame: u32, window: &WindowSpec) -> Result<Rgb8> 
 
 impl Engine {
     /// `spec`: a model folder, a cache entry, or `org/name` in the local Hugging Face cache.
+    /// f32 on the CPU; f16 on a GPU, where half precision is the fast path.
     pub fn load(spec: &str, device: &Device) -> Result<Engine> {
+        let dtype = if device.is_cpu() {
+            DType::F32
+        } else {
+            DType::F16
+        };
+        Self::load_with(spec, device, dtype)
+    }
+
+    pub fn load_with(spec: &str, device: &Device, dtype: DType) -> Result<Engine> {
         let dir = hub::resolve(spec)?;
-        let model = ClipModel::from_dir(&dir, device, DType::F32)?;
+        let model = ClipModel::from_dir(&dir, device, dtype)?;
         let preprocess = Preprocess::for_model(&dir, model.config.vision.image_size)?;
         let card = ModelCard::for_model(&dir)?;
         let tokenizer = ClipTokenizer::openai(model.config.text.max_position_embeddings);

@@ -337,16 +337,18 @@ impl EncodedImage {
             Method::MaskClip => {
                 let t = l2_normalize(&text.unsqueeze(0)?)?;
                 self.maskclip_tokens
-                    .matmul(&t.t()?)?
+                    .matmul(&t.to_dtype(self.maskclip_tokens.dtype())?.t()?)?
                     .flatten_all()?
+                    .to_dtype(DType::F32)?
                     .to_vec1()?
             }
             Method::ClipSurgery => {
                 let t = l2_normalize(&text.unsqueeze(0)?)?;
                 let r = l2_normalize(&empty.unsqueeze(0)?)?;
                 self.surgery_tokens
-                    .matmul(&(t - r)?.t()?)?
+                    .matmul(&(t - r)?.to_dtype(self.surgery_tokens.dtype())?.t()?)?
                     .flatten_all()?
+                    .to_dtype(DType::F32)?
                     .to_vec1()?
             }
             Method::Rollout => self.rollout.clone(),

@@ -561,6 +561,8 @@ impl VisionTransformer {
             )));
         }
         let d = self.config.hidden_size;
+        // Inputs arrive in f32 whatever the model's precision.
+        let pixel_values = &pixel_values.to_dtype(self.patch_weight.dtype())?;
         // A stride-p conv leaves the remainder rows/columns out, as here.
         let px = pixel_values
             .narrow(2, 0, gh * p)?

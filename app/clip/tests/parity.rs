@@ -302,3 +302,35 @@ fn openai_format_checkpoint_converts_to_the_same_model() {
     assert!(e.contains("junk.pt"), "{e}");
     assert!(!out.path().join("x/model.safetensors").exists());
 }
+
+/// Half precision (the GPU path) runs the same code: checked here on the CPU against the f32 references.
+#[test]
+fn half_precision_follows_the_same_path() {
+    let cfg = "tiny-quickgelu";
+    let r = refs(cfg);
+    let model = ClipModel::from_dir(&fixture(cfg), &Device::Cpu, DType::F16).unwrap();
+    let batch = TextBatch {
+        ids: rows(&r["input_ids"]),
+        mask: Some(rows(&r["attention_mask"])),
+    };
+    let img = model
+        .image_features(&r["pixel_values"])
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let txt = model
+        .text_features(&batch)
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let di = max_diff(&img, &r["image_embeds"]);
+    let dt = max_diff(&txt, &r["text_embeds"]);
+    println!("f16: image {di:.2e}, text {dt:.2e}");
+    assert!(di < 2e-2 && dt < 2e-2, "f16 drifted: image {di}, text {dt}");
+    let large = model
+        .image_features(&r["pixel_values_large"])
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    assert!(max_diff(&large, &r["image_embeds_large"]) < 2e-2);
+}
