@@ -125,7 +125,13 @@ fn a_map_lands_on_the_source_pixels_it_came_from() {
 fn grad_cam_gradients_reach_the_tokens() {
     let dir = fixture("tiny-gelu");
     let engine = Engine::load(dir.to_str().unwrap(), &Device::Cpu).unwrap();
-    let px = Tensor::randn(0f32, 1.0, (3, 48, 48), &Device::Cpu).unwrap();
+    // Deterministic inputs (no unseeded randomness in tests).
+    let px = (Tensor::arange(0f32, (3 * 48 * 48) as f32, &Device::Cpu).unwrap() * 0.37)
+        .unwrap()
+        .sin()
+        .unwrap()
+        .reshape((3, 48, 48))
+        .unwrap();
     let prepared = Prepared {
         pixel_values: px,
         placement: Placement {
@@ -141,9 +147,29 @@ fn grad_cam_gradients_reach_the_tokens() {
         },
     };
     let enc = EncodedImage::new(&engine, &prepared).unwrap();
-    let t = Tensor::randn(0f32, 1.0, 20, &Device::Cpu).unwrap();
-    let map = enc.heatmap(&engine, Method::GradCam, &t, &t).unwrap();
-    assert_eq!(map.values.len(), 9);
-    assert!(map.values.iter().all(|v| v.is_finite() && *v >= 0.0));
-    assert!(map.values.iter().any(|v| *v > 0.0), "Grad-CAM is all zero");
+    let t = (Tensor::arange(0f32, 20.0, &Device::Cpu).unwrap() * 1.3)
+        .unwrap()
+        .cos()
+        .unwrap();
+    // cos(f, −t) = −cos(f, t), so the channel weights flip sign and, after the ReLU, the two maps cannot
+    // both be zero unless no gradient reached the tokens.
+    let pos = enc.heatmap(&engine, Method::GradCam, &t, &t).unwrap();
+    let neg = enc
+        .heatmap(&engine, Method::GradCam, &t.neg().unwrap(), &t)
+        .unwrap();
+    for map in [&pos, &neg] {
+        assert_eq!(map.values.len(), 9);
+        assert!(map.values.iter().all(|v| v.is_finite() && *v >= 0.0));
+    }
+    assert!(
+        pos.values.iter().chain(&neg.values).any(|v| *v > 0.0),
+        "no gradient reached the tokens"
+    );
+    // Where one map is positive the other is zero.
+    assert!(
+        pos.values
+            .iter()
+            .zip(&neg.values)
+            .all(|(a, b)| *a == 0.0 || *b == 0.0)
+    );
 }
