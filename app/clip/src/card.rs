@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, first_line};
 
 /// Which window turns a DICOM frame into the model's 8-bit input.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Default)]
@@ -92,7 +92,7 @@ impl ModelCard {
         };
         let card: ModelCard = toml::from_str(&text).map_err(|e| Error::Config {
             path: path.clone(),
-            message: e.to_string().lines().next().unwrap_or_default().to_string(),
+            message: first_line(&e),
         })?;
         if !(card.zero_shot.temperature.is_finite() && card.zero_shot.temperature > 0.0) {
             return Err(Error::Config {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, first_line};
 
 pub struct ConvertOptions {
     pub vision_heads: Option<usize>,
@@ -56,10 +56,6 @@ fn read_tensors(path: &Path) -> Result<HashMap<String, Tensor>> {
             (k, t)
         })
         .collect())
-}
-
-fn first_line(e: &candle_core::Error) -> String {
-    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 fn count_blocks(sd: &HashMap<String, Tensor>, prefix: &str) -> usize {
@@ -212,19 +208,16 @@ pub fn convert_openai(input: &Path, out_dir: &Path, opts: &ConvertOptions) -> Re
         },
         "radclip_converted_from": input.file_name().map(|n| n.to_string_lossy().into_owned()),
     });
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io {
-        path: out_dir.to_path_buf(),
+    let io = |path: &Path, source| Error::Io {
+        path: path.to_path_buf(),
         source,
-    })?;
+    };
+    std::fs::create_dir_all(out_dir).map_err(|e| io(out_dir, e))?;
     // Written under temporary names, then renamed, so a failed conversion leaves no half model behind.
     let tmp_st = out_dir.join(".model.safetensors.partial");
     candle_core::safetensors::save(&out, &tmp_st)?;
     let tmp_cfg = out_dir.join(".config.json.partial");
     let text = serde_json::to_string_pretty(&config).map_err(|e| Error::Input(e.to_string()))?;
-    let io = |path: &Path, source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    };
     std::fs::write(&tmp_cfg, text).map_err(|e| io(&tmp_cfg, e))?;
     let st = out_dir.join("model.safetensors");
     std::fs::rename(&tmp_st, &st).map_err(|e| io(&st, e))?;

@@ -28,7 +28,7 @@ fn cuda() -> Result<Device, String> {
         Ok(Ok(d)) => Ok(d),
         Ok(Err(e)) => Err(format!(
             "no usable NVIDIA GPU ({})",
-            e.to_string().lines().next().unwrap_or_default()
+            crate::error::first_line(&e)
         )),
         Err(_) => Err("no NVIDIA driver (libcuda) found".into()),
     }

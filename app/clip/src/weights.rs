@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, first_line};
 
 pub struct Weights {
     files: Vec<(PathBuf, MmapedSafetensors)>,
@@ -25,7 +25,7 @@ impl Weights {
             // file while it is mapped (the model folder is the user's, opened read-only).
             let st = unsafe { MmapedSafetensors::new(p) }.map_err(|e| Error::Checkpoint {
                 path: p.clone(),
-                message: format!("not a readable safetensors file ({})", short(&e)),
+                message: format!("not a readable safetensors file ({})", first_line(&e)),
             })?;
             for (name, _) in st.tensors() {
                 routing.insert(name, files.len());
@@ -78,16 +78,19 @@ impl Weights {
         };
         let view = st
             .get(name)
-            .map_err(|e| fail(format!("tensor \"{name}\": {}", short(&e))))?;
+            .map_err(|e| fail(format!("tensor \"{name}\": {}", first_line(&e))))?;
         if view.shape() != shape {
             return Err(fail(format!(
                 "tensor \"{name}\" has shape {:?} but config.json implies {shape:?}",
                 view.shape()
             )));
         }
-        let t = st
-            .load(name, &self.device)
-            .map_err(|e| fail(format!("tensor \"{name}\" cannot be read ({})", short(&e))))?;
+        let t = st.load(name, &self.device).map_err(|e| {
+            fail(format!(
+                "tensor \"{name}\" cannot be read ({})",
+                first_line(&e)
+            ))
+        })?;
         if !t.dtype().is_float() {
             return Err(fail(format!(
                 "tensor \"{name}\" has integer type {:?}",
@@ -96,11 +99,6 @@ impl Weights {
         }
         Ok(t.to_dtype(self.dtype)?)
     }
-}
-
-/// candle errors carry backtraces and nested context; the user gets the first line.
-fn short(e: &candle_core::Error) -> String {
-    e.to_string().lines().next().unwrap_or_default().to_string()
 }
 
 /// The safetensors files of a model folder: `model.safetensors`, or the shards listed in

@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Engine;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, first_line};
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -30,7 +30,7 @@ impl FindingList {
     pub fn parse(source: &Path, text: &str) -> Result<Self> {
         let list: FindingList = toml::from_str(text).map_err(|e| Error::Config {
             path: source.to_path_buf(),
-            message: e.to_string().lines().next().unwrap_or_default().to_string(),
+            message: first_line(&e),
         })?;
         if let Some(f) = list
             .finding

@@ -151,19 +151,10 @@ impl ModelOpt {
     }
 }
 
-/// The bundled demo model, found like the demo study.
+/// The bundled demo model, found like the demo study; when absent, the first place looked (for the
+/// error message).
 fn default_model() -> PathBuf {
-    let mut candidates = Vec::new();
-    if let Some(dir) = std::env::var_os("RADCLIP_MODELS") {
-        candidates.push(PathBuf::from(dir).join("radclip-demo"));
-    }
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        candidates.push(dir.join("../share/radclip/models/radclip-demo"));
-        candidates.push(dir.join("models/radclip-demo"));
-    }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/radclip-demo"));
+    let candidates = bundled("RADCLIP_MODELS", "models", "radclip-demo");
     let first = candidates.first().cloned().unwrap_or_default();
     candidates.into_iter().find(|p| p.is_dir()).unwrap_or(first)
 }
@@ -349,18 +340,31 @@ fn export(
     Ok(())
 }
 
-/// The demo study: `$RADCLIP_ASSETS/demo`, next to the executable (installed layout), or in the source tree.
-pub fn demo_study() -> Option<PathBuf> {
+/// Where a bundled folder `<top>/<name>` may be, in order: `$<env>/<name>`, next to the executable
+/// (installed layout, then beside it), or in the source tree.
+fn bundled(env: &str, top: &str, name: &str) -> Vec<PathBuf> {
     let mut candidates = Vec::new();
-    if let Some(dir) = std::env::var_os("RADCLIP_ASSETS") {
-        candidates.push(PathBuf::from(dir).join("demo"));
+    if let Some(dir) = std::env::var_os(env) {
+        candidates.push(PathBuf::from(dir).join(name));
     }
     if let Ok(exe) = std::env::current_exe()
         && let Some(dir) = exe.parent()
     {
-        candidates.push(dir.join("../share/radclip/assets/demo"));
-        candidates.push(dir.join("assets/demo"));
+        candidates.push(dir.join("../share/radclip").join(top).join(name));
+        candidates.push(dir.join(top).join(name));
     }
-    candidates.push(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo"));
-    candidates.into_iter().find(|p| p.is_dir())
+    candidates.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(top)
+            .join(name),
+    );
+    candidates
+}
+
+/// The demo study: `$RADCLIP_ASSETS/demo`, next to the executable (installed layout), or in the source tree.
+pub fn demo_study() -> Option<PathBuf> {
+    bundled("RADCLIP_ASSETS", "assets", "demo")
+        .into_iter()
+        .find(|p| p.is_dir())
 }
