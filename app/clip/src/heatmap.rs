@@ -11,8 +11,10 @@
 //! - Grad-CAM on the tokens after the last block's `layer_norm1` (as pytorch-grad-cam for ViTs), target
 //!   the image–text cosine, through candle autograd.
 //!
-//! An image is encoded once ([`EncodedImage`]); a new prompt then costs one dot product per token (one
-//! backward pass for Grad-CAM).
+//! An image is encoded once ([`EncodedImage`]); each method's per-image work is done on its first map and
+//! kept, so a new prompt then costs one dot product per token (one backward pass for Grad-CAM).
+
+use std::sync::OnceLock;
 
 use candle_core::{D, DType, IndexOp, Tensor, Var};
 use serde::Serialize;
@@ -161,11 +163,22 @@ pub struct EncodedImage {
     pub hidden_states: Vec<Tensor>,
     /// Attention probabilities per layer, [1, H, N, N].
     pub attentions: Vec<Tensor>,
+    // Per-method work derived from the states above, done on the first map of that method: a caller
+    // that wants one method pays for that one only.
     /// Unit-length MaskCLIP patch embeddings [gh·gw, P].
-    maskclip_tokens: Tensor,
+    maskclip_tokens: OnceLock<Tensor>,
     /// Unit-length CLIP Surgery patch embeddings [gh·gw, P].
-    surgery_tokens: Tensor,
-    rollout: Vec<f32>,
+    surgery_tokens: OnceLock<Tensor>,
+    rollout: OnceLock<Vec<f32>>,
+}
+
+/// The value in `cell`, made by `make` the first time.
+fn cached<T: Clone>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T>) -> Result<T> {
+    if let Some(v) = cell.get() {
+        return Ok(v.clone());
+    }
+    let v = make()?;
+    Ok(cell.get_or_init(|| v).clone())
 }
 
 /// How many final blocks get the v–v path in CLIP Surgery (the reference uses 6 for ViTs).
@@ -259,22 +272,25 @@ impl EncodedImage {
             },
         )?;
         let features = model.visual_projection.forward(&out.pooled)?.i(0)?;
-        let layers = model.vision.encoder.layers.len();
-        let last_input = out
-            .encoder
-            .hidden_states
-            .get(layers.saturating_sub(1))
-            .ok_or_else(|| Error::Input("missing hidden state".into()))?;
         Ok(EncodedImage {
             placement: prepared.placement,
             grid: out.grid,
             features,
-            maskclip_tokens: maskclip_tokens(model, last_input)?,
-            surgery_tokens: surgery_tokens(model, &out.encoder.hidden_states)?,
-            rollout: rollout(&out.encoder.attentions)?,
             hidden_states: out.encoder.hidden_states,
             attentions: out.encoder.attentions,
+            maskclip_tokens: OnceLock::new(),
+            surgery_tokens: OnceLock::new(),
+            rollout: OnceLock::new(),
         })
+    }
+
+    /// The input of the last encoder block, [1, N, D].
+    fn last_block_input(&self) -> Result<&Tensor> {
+        self.hidden_states
+            .len()
+            .checked_sub(2)
+            .and_then(|i| self.hidden_states.get(i))
+            .ok_or_else(|| Error::Input("the vision encoder has no layers".into()))
     }
 
     fn grad_cam(&self, model: &ClipModel, text: &Tensor) -> Result<Vec<f32>> {
@@ -282,15 +298,10 @@ impl EncodedImage {
             grad: true,
             ..Fwd::default()
         };
-        let layers = &model.vision.encoder.layers;
-        let Some(layer) = layers.last() else {
+        let Some(layer) = model.vision.encoder.layers.last() else {
             return Err(Error::Input("the vision encoder has no layers".into()));
         };
-        let x = self
-            .hidden_states
-            .get(layers.len() - 1)
-            .ok_or_else(|| Error::Input("missing hidden state".into()))?
-            .detach();
+        let x = self.last_block_input()?.detach();
         let a = Var::from_tensor(&layer.layer_norm1.forward(&x, Fwd::default())?)?;
         // Only the class token's output reaches the image features, and in the last block it depends on the
         // other tokens only as keys and values: so the graph is the class-token query alone (same gradient
@@ -335,9 +346,12 @@ impl EncodedImage {
         let model = &engine.model;
         let values: Vec<f32> = match method {
             Method::MaskClip => {
+                let tokens = cached(&self.maskclip_tokens, || {
+                    maskclip_tokens(model, self.last_block_input()?)
+                })?;
                 let t = l2_normalize(&text.unsqueeze(0)?)?;
-                self.maskclip_tokens
-                    .matmul(&t.to_dtype(self.maskclip_tokens.dtype())?.t()?)?
+                tokens
+                    .matmul(&t.to_dtype(tokens.dtype())?.t()?)?
                     .flatten_all()?
                     .to_dtype(DType::F32)?
                     .to_vec1()?
@@ -345,13 +359,16 @@ impl EncodedImage {
             Method::ClipSurgery => {
                 let t = l2_normalize(&text.unsqueeze(0)?)?;
                 let r = l2_normalize(&empty.unsqueeze(0)?)?;
-                self.surgery_tokens
-                    .matmul(&(t - r)?.to_dtype(self.surgery_tokens.dtype())?.t()?)?
+                let tokens = cached(&self.surgery_tokens, || {
+                    surgery_tokens(model, &self.hidden_states)
+                })?;
+                tokens
+                    .matmul(&(t - r)?.to_dtype(tokens.dtype())?.t()?)?
                     .flatten_all()?
                     .to_dtype(DType::F32)?
                     .to_vec1()?
             }
-            Method::Rollout => self.rollout.clone(),
+            Method::Rollout => cached(&self.rollout, || rollout(&self.attentions))?,
             Method::GradCam => self.grad_cam(model, text)?,
         };
         Ok(Heatmap {
