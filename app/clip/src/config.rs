@@ -20,7 +20,7 @@ pub enum Activation {
 }
 
 impl Activation {
-    fn parse(s: &str) -> Option<Self> {
+    pub fn parse(s: &str) -> Option<Self> {
         Some(match s {
             "quick_gelu" => Activation::QuickGelu,
             "gelu" => Activation::Gelu,

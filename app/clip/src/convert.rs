@@ -225,3 +225,73 @@ pub fn convert_openai(input: &Path, out_dir: &Path, opts: &ConvertOptions) -> Re
     std::fs::rename(&tmp_cfg, &cfg).map_err(|e| io(&cfg, e))?;
     Ok(out_dir.to_path_buf())
 }
+
+/// Files of an open_clip folder that travel with its weights.
+const OPEN_CLIP_SIDE_FILES: [&str; 7] = [
+    crate::openclip::CONFIG_FILE,
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "radclip.toml",
+    "findings.toml",
+];
+
+/// Converts an open_clip folder published with a PyTorch pickle (`open_clip_pytorch_model.bin`, as
+/// BiomedCLIP is) into `out_dir` with `open_clip_model.safetensors` and the folder's config and tokenizer
+/// files. The result is loaded once before it is kept, so a checkpoint radclip cannot use fails here.
+/// The input folder is only read.
+pub fn convert_open_clip(input: &Path, out_dir: &Path) -> Result<PathBuf> {
+    let (dir, weights) = if input.is_dir() {
+        let w = ["open_clip_pytorch_model.bin", "open_clip_pytorch_model.pth"]
+            .iter()
+            .map(|n| input.join(n))
+            .find(|p| p.is_file())
+            .ok_or_else(|| Error::NotFound(input.display().to_string()))?;
+        (input.to_path_buf(), w)
+    } else {
+        let parent = input.parent().unwrap_or(Path::new(".")).to_path_buf();
+        (parent, input.to_path_buf())
+    };
+    let cfg = crate::openclip::OpenClipConfig::from_dir(&dir)?;
+    if same_folder(&dir, out_dir) {
+        return Err(Error::Input(format!(
+            "{}: write the converted model to a new folder (--out), not into the input",
+            out_dir.display()
+        )));
+    }
+    let sd = read_tensors(&weights)?;
+    let io = |path: &Path, source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(out_dir).map_err(|e| io(out_dir, e))?;
+    let tmp_st = out_dir.join(".open_clip_model.safetensors.partial");
+    candle_core::safetensors::save(&sd, &tmp_st)?;
+    let check =
+        crate::weights::Weights::open(std::slice::from_ref(&tmp_st), DType::F32, &Device::Cpu)
+            .and_then(|w| crate::model::ClipModel::load_open_clip(&cfg, &w));
+    if let Err(e) = check {
+        let _ = std::fs::remove_file(&tmp_st);
+        return Err(e);
+    }
+    for name in OPEN_CLIP_SIDE_FILES {
+        let src = dir.join(name);
+        if src.is_file() {
+            let tmp = out_dir.join(format!(".{name}.partial"));
+            std::fs::copy(&src, &tmp).map_err(|e| io(&src, e))?;
+            let dst = out_dir.join(name);
+            std::fs::rename(&tmp, &dst).map_err(|e| io(&dst, e))?;
+        }
+    }
+    let st = out_dir.join("open_clip_model.safetensors");
+    std::fs::rename(&tmp_st, &st).map_err(|e| io(&st, e))?;
+    Ok(out_dir.to_path_buf())
+}
+
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}

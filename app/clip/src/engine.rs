@@ -11,13 +11,14 @@ use crate::card::{ModelCard, WindowChoice, WindowSpec};
 use crate::error::{Error, Result};
 use crate::hub;
 use crate::model::ClipModel;
+use crate::openclip::{self, OpenClipConfig};
 use crate::preprocess::{Placement, Preprocess, Rgb8};
-use crate::tokenizer::ClipTokenizer;
+use crate::tokenizer::{ClipTokenizer, TextTokenizer, WordPieceTokenizer};
 
 pub struct Engine {
     pub dir: PathBuf,
     pub model: ClipModel,
-    pub tokenizer: ClipTokenizer,
+    pub tokenizer: TextTokenizer,
     pub preprocess: Preprocess,
     pub card: ModelCard,
     /// Text features by prompt, so a new heatmap or finding list re-encodes only new prompts.
@@ -93,12 +94,24 @@ impl Engine {
         Self::load_with(spec, device, dtype)
     }
 
+    /// Loads a Hugging Face `CLIPModel` folder, or an open_clip folder (`open_clip_config.json`).
     pub fn load_with(spec: &str, device: &Device, dtype: DType) -> Result<Engine> {
         let dir = hub::resolve(spec)?;
-        let model = ClipModel::from_dir(&dir, device, dtype)?;
-        let preprocess = Preprocess::for_model(&dir, model.config.vision.image_size)?;
+        let (model, preprocess, tokenizer) = if dir.join(openclip::CONFIG_FILE).is_file() {
+            let cfg = OpenClipConfig::from_dir(&dir)?;
+            let model = ClipModel::from_open_clip_dir(&dir, device, dtype)?;
+            let mut pre = Preprocess::openai(model.vision.config.image_size);
+            pre.mean = cfg.mean.unwrap_or(pre.mean);
+            pre.std = cfg.std.unwrap_or(pre.std);
+            let tok = wordpiece_for(&dir, &cfg, model.text.context_length())?;
+            (model, pre, TextTokenizer::WordPiece(Box::new(tok)))
+        } else {
+            let model = ClipModel::from_dir(&dir, device, dtype)?;
+            let pre = Preprocess::for_model(&dir, model.vision.config.image_size)?;
+            let tok = ClipTokenizer::openai(model.text.context_length());
+            (model, pre, TextTokenizer::Clip(tok))
+        };
         let card = ModelCard::for_model(&dir)?;
-        let tokenizer = ClipTokenizer::openai(model.config.text.max_position_embeddings);
         Ok(Engine {
             dir,
             model,
@@ -144,7 +157,7 @@ impl Engine {
             .filter(|t| !cache.contains_key(*t))
             .collect();
         if !missing.is_empty() {
-            let feats = self.model.text_features(&self.tokenizer.batch(&missing))?;
+            let feats = self.model.text_features(&self.tokenizer.batch(&missing)?)?;
             for (i, t) in missing.iter().enumerate() {
                 cache.insert((*t).to_string(), feats.get(i)?);
             }
@@ -162,5 +175,23 @@ impl Engine {
             return Err(Error::Input("no text to encode".into()));
         }
         Ok(Tensor::stack(&rows, 0)?)
+    }
+}
+
+/// The WordPiece files of an open_clip model: in its folder (BiomedCLIP's repository has them), else in
+/// the local Hugging Face cache entry of `hf_tokenizer_name`.
+fn wordpiece_for(dir: &Path, cfg: &OpenClipConfig, context: usize) -> Result<WordPieceTokenizer> {
+    match WordPieceTokenizer::from_dir(dir, context) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let cached = cfg
+                .tokenizer_name
+                .as_deref()
+                .and_then(|n| hub::resolve_any(n).ok());
+            match cached {
+                Some(d) => WordPieceTokenizer::from_dir(&d, context),
+                None => Err(e),
+            }
+        }
     }
 }

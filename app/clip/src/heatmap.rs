@@ -376,7 +376,7 @@ impl EncodedImage {
             grid: self.grid,
             values,
             placement: self.placement,
-            patch_size: model.config.vision.patch_size,
+            patch_size: model.vision.config.patch_size,
         })
     }
 }

@@ -47,10 +47,21 @@ fn snapshot_of(entry: &Path) -> Option<PathBuf> {
 }
 
 /// Resolves what the user typed: a model folder, a `models--org--name` cache entry, or a repo id
-/// `org/name` looked up in the local Hugging Face cache.
+/// `org/name` looked up in the local Hugging Face cache. A model folder has `config.json` (Hugging Face
+/// `CLIPModel`) or `open_clip_config.json` (open_clip).
 pub fn resolve(spec: &str) -> Result<PathBuf> {
+    let dir = resolve_any(spec)?;
+    if dir.join("config.json").is_file() || dir.join(crate::openclip::CONFIG_FILE).is_file() {
+        Ok(dir)
+    } else {
+        Err(Error::NotFound(spec.to_string()))
+    }
+}
+
+/// Like [`resolve`], for any folder (a tokenizer's, say).
+pub fn resolve_any(spec: &str) -> Result<PathBuf> {
     let p = Path::new(spec);
-    if p.join("config.json").is_file() {
+    if p.is_dir() && !p.join("snapshots").is_dir() {
         return Ok(p.to_path_buf());
     }
     if p.join("snapshots").is_dir()

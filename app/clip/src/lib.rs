@@ -1,6 +1,7 @@
 //! CLIP-family encoders on candle: checkpoints from disk (Hugging Face layout, or the HF cache), the CLIP
 //! tokenizer, preprocessing of images and DICOM frames, and the model itself with every internal reachable.
 
+pub mod bert;
 pub mod card;
 pub mod config;
 pub mod convert;
@@ -10,6 +11,7 @@ pub mod error;
 pub mod heatmap;
 pub mod hub;
 pub mod model;
+pub mod openclip;
 pub mod preprocess;
 pub mod tokenizer;
 pub mod weights;

@@ -31,7 +31,13 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn load(w: &Weights, prefix: &str, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
+    pub(crate) fn load(
+        w: &Weights,
+        prefix: &str,
+        in_dim: usize,
+        out_dim: usize,
+        bias: bool,
+    ) -> Result<Self> {
         Ok(Linear {
             weight: w.get(&format!("{prefix}.weight"), &[out_dim, in_dim])?,
             bias: if bias {
@@ -67,7 +73,7 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
-    fn load(w: &Weights, prefix: &str, dim: usize, eps: f64) -> Result<Self> {
+    pub(crate) fn load(w: &Weights, prefix: &str, dim: usize, eps: f64) -> Result<Self> {
         Ok(LayerNorm {
             weight: w.get(&format!("{prefix}.weight"), &[dim])?,
             bias: w.get(&format!("{prefix}.bias"), &[dim])?,
@@ -126,6 +132,45 @@ impl Attention {
             heads,
             head_dim: dim / heads,
         })
+    }
+
+    pub fn from_parts(
+        q_proj: Linear,
+        k_proj: Linear,
+        v_proj: Linear,
+        out_proj: Linear,
+        heads: usize,
+    ) -> Self {
+        let dim = q_proj.weight.dims().first().copied().unwrap_or(0);
+        Attention {
+            q_proj,
+            k_proj,
+            v_proj,
+            out_proj,
+            heads,
+            head_dim: dim / heads.max(1),
+        }
+    }
+
+    /// timm's fused `qkv` projection ([3·D, D], rows q then k then v) and its `proj`.
+    fn load_fused(w: &Weights, prefix: &str, dim: usize, heads: usize) -> Result<Self> {
+        let qkv = Linear::load(w, &format!("{prefix}.qkv"), dim, 3 * dim, true)?;
+        let part = |i: usize| -> Result<Linear> {
+            Ok(Linear {
+                weight: qkv.weight.narrow(0, i * dim, dim)?.contiguous()?,
+                bias: match &qkv.bias {
+                    Some(b) => Some(b.narrow(0, i * dim, dim)?.contiguous()?),
+                    None => None,
+                },
+            })
+        };
+        Ok(Attention::from_parts(
+            part(0)?,
+            part(1)?,
+            part(2)?,
+            Linear::load(w, &format!("{prefix}.proj"), dim, dim, true)?,
+            heads,
+        ))
     }
 
     pub fn scale(&self) -> f64 {
@@ -220,7 +265,7 @@ pub struct EncoderOutput {
     pub attentions: Vec<Tensor>,
 }
 
-struct EncoderShape {
+pub(crate) struct EncoderShape {
     hidden: usize,
     intermediate: usize,
     layers: usize,
@@ -238,6 +283,38 @@ impl Encoder {
                     layer_norm1: LayerNorm::load(w, &format!("{p}.layer_norm1"), s.hidden, s.eps)?,
                     self_attn: Attention::load(w, &format!("{p}.self_attn"), s.hidden, s.heads)?,
                     layer_norm2: LayerNorm::load(w, &format!("{p}.layer_norm2"), s.hidden, s.eps)?,
+                    mlp: Mlp {
+                        fc1: Linear::load(
+                            w,
+                            &format!("{p}.mlp.fc1"),
+                            s.hidden,
+                            s.intermediate,
+                            true,
+                        )?,
+                        fc2: Linear::load(
+                            w,
+                            &format!("{p}.mlp.fc2"),
+                            s.intermediate,
+                            s.hidden,
+                            true,
+                        )?,
+                        act: s.act,
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Encoder { layers })
+    }
+
+    /// timm's ViT blocks (`blocks.{i}.norm1/attn/norm2/mlp`): the same pre-norm layer as CLIP's.
+    fn load_timm(w: &Weights, prefix: &str, s: &EncoderShape) -> Result<Self> {
+        let layers = (0..s.layers)
+            .map(|i| {
+                let p = format!("{prefix}.{i}");
+                Ok(EncoderLayer {
+                    layer_norm1: LayerNorm::load(w, &format!("{p}.norm1"), s.hidden, s.eps)?,
+                    self_attn: Attention::load_fused(w, &format!("{p}.attn"), s.hidden, s.heads)?,
+                    layer_norm2: LayerNorm::load(w, &format!("{p}.norm2"), s.hidden, s.eps)?,
                     mlp: Mlp {
                         fc1: Linear::load(
                             w,
@@ -439,9 +516,13 @@ pub struct VisionTransformer {
     pub class_embedding: Tensor,
     /// The patch convolution as a matrix [D, C·p·p] (stride = kernel, so a conv is a matmul).
     pub patch_weight: Tensor,
+    /// The patch convolution's bias (timm has one, CLIP has none).
+    pub patch_bias: Option<Tensor>,
     pub position_embedding: Tensor,
-    pub pre_layrnorm: LayerNorm,
+    /// CLIP's `pre_layrnorm` (timm's `norm_pre`; plain timm ViTs have none).
+    pub pre_layrnorm: Option<LayerNorm>,
     pub encoder: Encoder,
+    /// CLIP's `post_layernorm` (timm's final `norm`), applied per token.
     pub post_layernorm: LayerNorm,
 }
 
@@ -489,11 +570,17 @@ impl VisionTransformer {
         Ok(VisionTransformer {
             class_embedding: w.get(&format!("{p}.embeddings.class_embedding"), &[d])?,
             patch_weight: conv.reshape((d, c.num_channels * c.patch_size * c.patch_size))?,
+            patch_bias: None,
             position_embedding: w.get(
                 &format!("{p}.embeddings.position_embedding.weight"),
                 &[g * g + 1, d],
             )?,
-            pre_layrnorm: LayerNorm::load(w, &format!("{p}.pre_layrnorm"), d, c.layer_norm_eps)?,
+            pre_layrnorm: Some(LayerNorm::load(
+                w,
+                &format!("{p}.pre_layrnorm"),
+                d,
+                c.layer_norm_eps,
+            )?),
             encoder: Encoder::load(
                 w,
                 &format!("{p}.encoder"),
@@ -512,6 +599,50 @@ impl VisionTransformer {
                 d,
                 c.layer_norm_eps,
             )?,
+            config: c.clone(),
+        })
+    }
+
+    /// A timm `VisionTransformer` under `prefix` (open_clip's `visual.trunk`) with class-token pooling.
+    pub(crate) fn load_timm(w: &Weights, prefix: &str, c: &VisionConfig) -> Result<Self> {
+        let p = prefix;
+        let d = c.hidden_size;
+        let g = c.grid();
+        let conv = w.get(
+            &format!("{p}.patch_embed.proj.weight"),
+            &[d, c.num_channels, c.patch_size, c.patch_size],
+        )?;
+        let norm_pre = format!("{p}.norm_pre.weight");
+        Ok(VisionTransformer {
+            class_embedding: w.get(&format!("{p}.cls_token"), &[1, 1, d])?.reshape(d)?,
+            patch_weight: conv.reshape((d, c.num_channels * c.patch_size * c.patch_size))?,
+            patch_bias: Some(w.get(&format!("{p}.patch_embed.proj.bias"), &[d])?),
+            position_embedding: w
+                .get(&format!("{p}.pos_embed"), &[1, g * g + 1, d])?
+                .reshape((g * g + 1, d))?,
+            pre_layrnorm: if w.contains(&norm_pre) {
+                Some(LayerNorm::load(
+                    w,
+                    &format!("{p}.norm_pre"),
+                    d,
+                    c.layer_norm_eps,
+                )?)
+            } else {
+                None
+            },
+            encoder: Encoder::load_timm(
+                w,
+                &format!("{p}.blocks"),
+                &EncoderShape {
+                    hidden: d,
+                    intermediate: c.intermediate_size,
+                    layers: c.num_hidden_layers,
+                    heads: c.num_attention_heads,
+                    act: c.hidden_act,
+                    eps: c.layer_norm_eps,
+                },
+            )?,
+            post_layernorm: LayerNorm::load(w, &format!("{p}.norm"), d, c.layer_norm_eps)?,
             config: c.clone(),
         })
     }
@@ -544,7 +675,7 @@ impl VisionTransformer {
         Tensor::cat(&[&cls, &patch], 0)
     }
 
-    /// Patch + class + position embeddings, after `pre_layrnorm`: the encoder's input.
+    /// Patch + class + position embeddings, after `pre_layrnorm` if any: the encoder's input.
     pub fn embed(&self, pixel_values: &Tensor, fwd: Fwd) -> Result<(Tensor, (usize, usize))> {
         let (b, c, h, w) = pixel_values.dims4()?;
         let p = self.config.patch_size;
@@ -571,16 +702,23 @@ impl VisionTransformer {
             .permute((0, 2, 4, 1, 3, 5))?
             .contiguous()?
             .reshape((b * gh * gw, c * p * p))?;
-        let patches = px
-            .matmul(&self.patch_weight.t()?)?
-            .reshape((b, gh * gw, d))?;
+        let patches = px.matmul(&self.patch_weight.t()?)?;
+        let patches = match &self.patch_bias {
+            Some(bias) => patches.broadcast_add(bias)?,
+            None => patches,
+        }
+        .reshape((b, gh * gw, d))?;
         let cls = self
             .class_embedding
             .reshape((1, 1, d))?
             .broadcast_as((b, 1, d))?;
         let x = Tensor::cat(&[&cls, &patches], 1)?;
         let x = x.broadcast_add(&self.position_embeddings(gh, gw)?)?;
-        Ok((self.pre_layrnorm.forward(&x, fwd)?, (gh, gw)))
+        let x = match &self.pre_layrnorm {
+            Some(ln) => ln.forward(&x, fwd)?,
+            None => x,
+        };
+        Ok((x, (gh, gw)))
     }
 
     pub fn forward(&self, pixel_values: &Tensor, fwd: Fwd) -> Result<VisionOutput> {
@@ -598,22 +736,73 @@ impl VisionTransformer {
     }
 }
 
+/// A text encoder: CLIP's causal transformer, or a BERT (open_clip models with a Hugging Face text tower).
+#[derive(Debug, Clone)]
+pub enum TextTower {
+    Clip(TextTransformer),
+    Bert(crate::bert::BertText),
+}
+
+impl TextTower {
+    pub fn forward(&self, batch: &TextBatch, fwd: Fwd) -> Result<TextOutput> {
+        match self {
+            TextTower::Clip(t) => t.forward(batch, fwd),
+            TextTower::Bert(t) => t.forward(batch, fwd),
+        }
+    }
+
+    /// The longest token sequence the tokenizer should produce.
+    pub fn context_length(&self) -> usize {
+        match self {
+            TextTower::Clip(t) => t.config.max_position_embeddings,
+            TextTower::Bert(t) => t.context_length,
+        }
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            TextTower::Clip(t) => t.config.hidden_size,
+            TextTower::Bert(t) => t.config.hidden_size,
+        }
+    }
+}
+
+/// From a tower's pooled output to the joint embedding space.
+#[derive(Debug, Clone)]
+pub enum Projection {
+    /// One matrix without bias (CLIP, timm `head.proj`).
+    Linear(Linear),
+    /// open_clip's `mlp` projection of Hugging Face text towers: Linear, exact GELU, Linear.
+    Mlp(Linear, Linear),
+}
+
+impl Projection {
+    pub fn forward(&self, x: &Tensor) -> CResult<Tensor> {
+        match self {
+            Projection::Linear(l) => l.forward(x),
+            Projection::Mlp(a, b) => b.forward(&a.forward(x)?.gelu_erf()?),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ClipModel {
-    pub config: ClipConfig,
-    pub text: TextTransformer,
+    pub text: TextTower,
     pub vision: VisionTransformer,
     pub visual_projection: Linear,
-    pub text_projection: Linear,
+    pub text_projection: Projection,
     /// log of the logit scale (a scalar tensor).
     pub logit_scale: Tensor,
+    /// Width of the joint embedding space.
+    pub projection_dim: usize,
 }
 
 impl ClipModel {
+    /// A Hugging Face `CLIPModel`.
     pub fn load(config: ClipConfig, w: &Weights) -> Result<Self> {
         let p = config.projection_dim;
         Ok(ClipModel {
-            text: TextTransformer::load(w, &config.text)?,
+            text: TextTower::Clip(TextTransformer::load(w, &config.text)?),
             vision: VisionTransformer::load(w, &config.vision)?,
             visual_projection: Linear::load(
                 w,
@@ -622,9 +811,15 @@ impl ClipModel {
                 p,
                 false,
             )?,
-            text_projection: Linear::load(w, "text_projection", config.text.hidden_size, p, false)?,
+            text_projection: Projection::Linear(Linear::load(
+                w,
+                "text_projection",
+                config.text.hidden_size,
+                p,
+                false,
+            )?),
             logit_scale: w.get("logit_scale", &[])?,
-            config,
+            projection_dim: p,
         })
     }
 

@@ -52,6 +52,37 @@ impl Weights {
         self.dtype
     }
 
+    /// The stored shape of `name`, if the checkpoint has it.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let (_, st) = self.files.get(*self.routing.get(name)?)?;
+        st.get(name).ok().map(|v| v.shape().to_vec())
+    }
+
+    /// Tensor names that start with `prefix`.
+    pub fn names_with_prefix(&self, prefix: &str) -> Vec<&str> {
+        let mut v: Vec<&str> = self
+            .routing
+            .keys()
+            .filter(|k| k.starts_with(prefix))
+            .map(String::as_str)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// The error for a tensor the model needs and the checkpoint lacks.
+    pub fn missing(&self, name: &str) -> Error {
+        self.bad(&format!("tensor \"{name}\" is missing"))
+    }
+
+    /// An error about this checkpoint.
+    pub fn bad(&self, message: &str) -> Error {
+        Error::Checkpoint {
+            path: self.first_path(),
+            message: message.to_string(),
+        }
+    }
+
     fn first_path(&self) -> PathBuf {
         self.files.first().map(|f| f.0.clone()).unwrap_or_default()
     }

@@ -173,7 +173,7 @@ pub fn clip(model: &str, batches: &[usize], repeat: usize) -> anyhow::Result<()>
     use radclip_clip::engine::Engine;
     use radclip_clip::heatmap::{EncodedImage, Method};
     let engine = Engine::load(model, &candle_core::Device::Cpu)?;
-    let s = engine.model.config.vision.image_size;
+    let s = engine.model.vision.config.image_size;
     let mut seed: u32 = 7;
     let mut rnd = move || {
         seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -208,7 +208,7 @@ pub fn clip(model: &str, batches: &[usize], repeat: usize) -> anyhow::Result<()>
         let texts: Vec<String> = (0..b)
             .map(|i| format!("small left pleural effusion with adjacent atelectasis, case {i}"))
             .collect();
-        let batch = engine.tokenizer.batch(&texts);
+        let batch = engine.tokenizer.batch(&texts)?;
         let ms = time(&mut || {
             std::hint::black_box(engine.model.text_features(&batch)?);
             Ok(())

@@ -119,6 +119,16 @@ enum Command {
         #[arg(long)]
         text_heads: Option<usize>,
     },
+    /// Convert an open_clip model published as a PyTorch pickle (BiomedCLIP's open_clip_pytorch_model.bin)
+    /// into a folder with open_clip_model.safetensors, its config and tokenizer files. Nothing in the pickle
+    /// is run, and the input folder is only read.
+    ConvertOpenClip {
+        /// The model folder (with open_clip_config.json), or its .bin file.
+        input: PathBuf,
+        /// Output model folder.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Timings for docs/benchmarks.md (JSON lines).
     Bench {
         #[command(subcommand)]
@@ -293,6 +303,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     text_heads,
                 },
             )?;
+            println!("wrote {}", dir.display());
+            Ok(())
+        }
+        Some(Command::ConvertOpenClip { input, out }) => {
+            let dir = radclip_clip::convert::convert_open_clip(&input, &out)?;
             println!("wrote {}", dir.display());
             Ok(())
         }
