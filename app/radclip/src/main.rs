@@ -129,6 +129,12 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Generate synthetic phantom studies with ground truth (DICOM + report + masks), deterministic from
+    /// a seed.
+    Phantom {
+        #[command(subcommand)]
+        what: PhantomWhat,
+    },
     /// Timings for docs/benchmarks.md (JSON lines).
     Bench {
         #[command(subcommand)]
@@ -167,6 +173,38 @@ fn default_model() -> PathBuf {
     let candidates = bundled("RADCLIP_MODELS", "models", "radclip-demo");
     let first = candidates.first().cloned().unwrap_or_default();
     candidates.into_iter().find(|p| p.is_dir()).unwrap_or(first)
+}
+
+#[derive(Subcommand)]
+enum PhantomWhat {
+    /// PA chest radiographs: per study a folder with image.dcm (DX), report.dcm (Basic Text SR),
+    /// report.txt, mask-<finding>.png and truth.json; plus index.jsonl.
+    Cxr {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Number of studies.
+        #[arg(long, default_value_t = 10)]
+        count: u64,
+        /// Index of the first study (a study depends only on seed and index).
+        #[arg(long, default_value_t = 0)]
+        first: u64,
+        /// Image rows and columns.
+        #[arg(long, default_value_t = 512)]
+        size: usize,
+    },
+    /// A chest CT series (CT0001.dcm…) with lesions listed in truth.json.
+    Ct {
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value_t = 256)]
+        size: usize,
+        #[arg(long, default_value_t = 64)]
+        slices: usize,
+    },
 }
 
 #[derive(Subcommand)]
@@ -311,6 +349,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {}", dir.display());
             Ok(())
         }
+        Some(Command::Phantom { what }) => phantom(what),
         Some(Command::Bench { what }) => match what {
             BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),
             BenchWhat::WindowLevel { size, repeat } => bench::window_level(size, repeat),
@@ -333,6 +372,50 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             radclip_viewer::run(Some(path)).map_err(|e| anyhow::anyhow!("the viewer stopped: {e}"))
         }
     }
+}
+
+fn phantom(what: PhantomWhat) -> anyhow::Result<()> {
+    match what {
+        PhantomWhat::Cxr {
+            out,
+            seed,
+            count,
+            first,
+            size,
+        } => {
+            let truths = radclip_phantom::write_cxr_set(&out, seed, first, count, size)?;
+            let with = truths.iter().filter(|t| !t.findings.is_empty()).count();
+            println!(
+                "wrote {} studies ({} with findings, {} normal) to {}",
+                truths.len(),
+                with,
+                truths.len() - with,
+                out.display()
+            );
+        }
+        PhantomWhat::Ct {
+            out,
+            seed,
+            size,
+            slices,
+        } => {
+            let opts = radclip_phantom::ct::CtOptions {
+                size,
+                slices,
+                seed,
+                // Keep the field of view (358 mm) whatever the matrix.
+                pixel_mm: 358.4 / size as f64,
+                ..Default::default()
+            };
+            let lesions = radclip_phantom::ct::write_ct_series(&out, &opts)?;
+            println!(
+                "wrote {slices} slices with {} lesions to {}",
+                lesions.len(),
+                out.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 fn export(

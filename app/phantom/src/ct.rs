@@ -1,0 +1,369 @@
+//! A chest CT phantom series with Hounsfield-correct tissues and a few lesions of known size and
+//! position: air −1000, lung −850, fat −100, soft tissue/blood 40, liver 60, bone 250–700, and solid,
+//! ground-glass and cystic lesions. Patient coordinates are DICOM's LPS in mm (x to the patient's left,
+//! y posterior, z superior); rows run posterior, columns to the patient's left.
+
+use std::path::Path;
+
+use dicom_core::VR;
+use dicom_dictionary_std::{tags, uids};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::dicom_out::{self, Builder, StudyIds, uid};
+use crate::error::Result;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CtOptions {
+    pub size: usize,
+    pub slices: usize,
+    pub pixel_mm: f64,
+    pub slice_mm: f64,
+    pub seed: u64,
+}
+
+impl Default for CtOptions {
+    fn default() -> Self {
+        CtOptions {
+            size: 256,
+            slices: 64,
+            pixel_mm: 1.4,
+            slice_mm: 4.0,
+            seed: 1,
+        }
+    }
+}
+
+/// A lesion of the phantom: a sphere, so its mask is exact from these numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct Lesion {
+    pub kind: &'static str,
+    pub location: &'static str,
+    /// Centre in patient coordinates (mm).
+    pub center_mm: [f64; 3],
+    pub diameter_mm: f64,
+    pub hu: f64,
+}
+
+/// The lesions of the phantom (fixed: the demo's radiologist knows where to look).
+pub fn lesions() -> Vec<Lesion> {
+    vec![
+        Lesion {
+            kind: "solid nodule",
+            location: "right upper lobe",
+            center_mm: [-70.0, -10.0, 62.0],
+            diameter_mm: 12.0,
+            hu: 30.0,
+        },
+        Lesion {
+            kind: "solid nodule",
+            location: "left lower lobe",
+            center_mm: [78.0, 25.0, -22.0],
+            diameter_mm: 20.0,
+            hu: 40.0,
+        },
+        Lesion {
+            kind: "ground-glass nodule",
+            location: "right lower lobe",
+            center_mm: [-88.0, 15.0, 2.0],
+            diameter_mm: 18.0,
+            hu: -550.0,
+        },
+        Lesion {
+            kind: "cyst",
+            location: "liver",
+            center_mm: [-65.0, -5.0, -100.0],
+            diameter_mm: 30.0,
+            hu: 8.0,
+        },
+    ]
+}
+
+fn ell(x: f64, y: f64, cx: f64, cy: f64, rx: f64, ry: f64) -> f64 {
+    ((x - cx) / rx).powi(2) + ((y - cy) / ry).powi(2)
+}
+
+/// Diaphragm height (mm) under (x, y): domes, the right one (x < 0) higher.
+fn diaphragm(x: f64, y: f64) -> f64 {
+    let base = if x < 0.0 { -62.0 } else { -72.0 };
+    let t = ell(x.abs(), y, 75.0, 0.0, 90.0, 90.0).min(1.0);
+    base + 30.0 * (1.0 - t)
+}
+
+struct Vessel {
+    a: [f64; 3],
+    b: [f64; 3],
+    r: f64,
+}
+
+fn vessels(rng: &mut ChaCha8Rng) -> Vec<Vessel> {
+    let mut out = Vec::new();
+    for side in [-1.0, 1.0] {
+        let mut stack: Vec<([f64; 3], [f64; 3], f64, u32)> = (0..6)
+            .map(|_| {
+                let d = [
+                    side * rng.random_range(0.3..1.0),
+                    rng.random_range(-0.6..0.6),
+                    rng.random_range(-0.9..0.9),
+                ];
+                ([side * 35.0, 0.0, rng.random_range(-20.0..20.0)], d, 3.5, 0)
+            })
+            .collect();
+        while let Some((p, d, r, depth)) = stack.pop() {
+            let norm = (d[0] * d[0] + d[1] * d[1] + d[2] * d[2]).sqrt().max(1e-6);
+            let len = rng.random_range(20.0..40.0);
+            let q = [
+                p[0] + d[0] / norm * len,
+                p[1] + d[1] / norm * len,
+                p[2] + d[2] / norm * len,
+            ];
+            out.push(Vessel { a: p, b: q, r });
+            if depth < 3 {
+                for _ in 0..2 {
+                    let nd = [
+                        d[0] / norm + rng.random_range(-0.5..0.5),
+                        d[1] / norm + rng.random_range(-0.5..0.5),
+                        d[2] / norm + rng.random_range(-0.5..0.5),
+                    ];
+                    stack.push((q, nd, r * 0.7, depth + 1));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn seg_dist2(p: [f64; 3], v: &Vessel) -> f64 {
+    let ab = [v.b[0] - v.a[0], v.b[1] - v.a[1], v.b[2] - v.a[2]];
+    let ap = [p[0] - v.a[0], p[1] - v.a[1], p[2] - v.a[2]];
+    let l2 = (ab[0] * ab[0] + ab[1] * ab[1] + ab[2] * ab[2]).max(1e-9);
+    let t = ((ap[0] * ab[0] + ap[1] * ab[1] + ap[2] * ab[2]) / l2).clamp(0.0, 1.0);
+    let d = [ap[0] - t * ab[0], ap[1] - t * ab[1], ap[2] - t * ab[2]];
+    d[0] * d[0] + d[1] * d[1] + d[2] * d[2]
+}
+
+/// Hounsfield units at patient point (x, y, z), without noise.
+fn hu(x: f64, y: f64, z: f64, vs: &[Vessel], ls: &[Lesion]) -> f64 {
+    let body = ell(x, y, 0.0, 0.0, 165.0, 118.0);
+    if body > 1.0 {
+        return -1000.0;
+    }
+    for l in ls {
+        let c = l.center_mm;
+        let r = l.diameter_mm / 2.0;
+        if (x - c[0]).powi(2) + (y - c[1]).powi(2) + (z - c[2]).powi(2) <= r * r {
+            return l.hu;
+        }
+    }
+    // Subcutaneous fat, then muscle.
+    if ell(x, y, 0.0, 0.0, 157.0, 110.0) > 1.0 {
+        return -100.0;
+    }
+    // Spine: vertebral body (cortex and cancellous bone), canal, posterior arch.
+    let vb = ell(x, y, 0.0, 70.0, 20.0, 18.0);
+    if vb <= 1.0 {
+        return if vb > 0.8 { 700.0 } else { 250.0 };
+    }
+    let canal = ell(x, y, 0.0, 97.0, 9.0, 8.0);
+    if canal <= 1.0 {
+        return 10.0;
+    }
+    if ell(x, y, 0.0, 100.0, 22.0, 16.0) <= 1.0 && canal > 1.0 {
+        return 500.0;
+    }
+    // Ribs: arcs just inside the chest wall, one every 26 mm of height.
+    let ring = ell(x, y, 0.0, 5.0, 150.0, 103.0);
+    if (0.88..0.97).contains(&ring) && z > -110.0 {
+        let ang = y.atan2(x);
+        let phase = ((z + 12.0 * ang.sin()) / 26.0).rem_euclid(1.0);
+        if phase < 0.32 {
+            return if !(0.9..0.95).contains(&ring) {
+                650.0
+            } else {
+                300.0
+            };
+        }
+    }
+    // Sternum.
+    if (x.abs() < 14.0) && (-108.0..-96.0).contains(&y) && (-50.0..70.0).contains(&z) {
+        return 450.0;
+    }
+    // Descending aorta and, higher, the arch.
+    if ell(x, y, 22.0, 48.0, 13.0, 13.0) <= 1.0 && z < 55.0 {
+        return 45.0;
+    }
+    if (55.0..75.0).contains(&z)
+        && ell(x, y, 8.0, 10.0, 30.0, 45.0) <= 1.0
+        && ell(x, y, 8.0, 10.0, 18.0, 32.0) > 1.0
+    {
+        return 45.0;
+    }
+    let dia = diaphragm(x, y);
+    if z < dia {
+        // Upper abdomen: liver on the right, spleen and stomach on the left.
+        if x < 25.0 && ell(x, y, -45.0, 0.0, 105.0, 95.0) <= 1.0 {
+            return 60.0;
+        }
+        if ell(x, y, 70.0, 45.0, 35.0, 45.0) <= 1.0 {
+            return 48.0;
+        }
+        if ell(x, y, 55.0, -40.0, 40.0, 30.0) <= 1.0 {
+            return if z > dia - 25.0 && y < -45.0 {
+                -1000.0
+            } else {
+                25.0
+            };
+        }
+        return 40.0;
+    }
+    // Heart with its fat pad.
+    let h = ((x - 18.0) / 58.0).powi(2) + ((y + 22.0) / 48.0).powi(2) + ((z + 25.0) / 52.0).powi(2);
+    if h <= 1.0 {
+        return 40.0;
+    }
+    if h <= 1.12 {
+        return -90.0;
+    }
+    // Mediastinum.
+    if x.abs() < 30.0 && y < 45.0 && y > -95.0 && z > -20.0 {
+        return if ell(x, y, -5.0, 0.0, 8.0, 8.0) <= 1.0 && z > 20.0 {
+            -1000.0
+        } else {
+            35.0
+        };
+    }
+    // Lungs, with their vessels.
+    for side in [-1.0f64, 1.0] {
+        let l = ((x - side * 80.0) / 70.0).powi(2)
+            + ((y - 5.0) / 92.0).powi(2)
+            + ((z - 5.0) / 125.0).powi(2);
+        if l <= 1.0 && side * x > 32.0 {
+            let p = [x, y, z];
+            if vs.iter().any(|v| seg_dist2(p, v) <= v.r * v.r) {
+                return 40.0;
+            }
+            return -850.0;
+        }
+    }
+    40.0
+}
+
+/// Writes the series into `dir` as `CT0001.dcm`… (explicit VR little endian, unsigned with intercept
+/// −1024 as most scanners store CT) and `truth.json` with the lesions. Returns the lesions.
+pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
+    let dir = dicom_out::ensure_dir(dir)?;
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let vs = vessels(&mut rng);
+    let ls = lesions();
+    let seed = opts.seed;
+    let ids = StudyIds {
+        patient_name: format!("SYNTHETIC^PHANTOM CT {seed}"),
+        patient_id: format!("PHANTOM-CT-{seed}"),
+        sex: "O",
+        birth_date: "19700101".into(),
+        study_uid: uid(&[seed, 0xC7, 1]),
+        study_date: "20260101".into(),
+        accession: format!("SYNCT{seed:04}"),
+    };
+    let series = uid(&[seed, 0xC7, 2]);
+    let frame_of_ref = uid(&[seed, 0xC7, 3]);
+    let n = opts.size;
+    let half = n as f64 / 2.0;
+    let rows = u16::try_from(n).map_err(|_| crate::Error::Input("CT size too large".into()))?;
+    for s in 0..opts.slices {
+        // Slice 1 is the most superior, as scanners number a chest from the top.
+        let z = (opts.slices as f64 / 2.0 - s as f64 - 0.5) * opts.slice_mm;
+        let mut px = Vec::with_capacity(n * n);
+        let mut noise = ChaCha8Rng::seed_from_u64(seed ^ ((s as u64 + 1) << 20));
+        for r in 0..n {
+            let y = (r as f64 + 0.5 - half) * opts.pixel_mm;
+            for c in 0..n {
+                let x = (c as f64 + 0.5 - half) * opts.pixel_mm;
+                let g: f64 = (0..4).map(|_| noise.random_range(-1.0..1.0)).sum::<f64>() * 6.0;
+                let v = hu(x, y, z, &vs, &ls) + g + 1024.0;
+                px.push(v.round().clamp(0.0, 4095.0) as u16);
+            }
+        }
+        let sop = uid(&[seed, 0xC7, 100 + s as u64]);
+        let origin = -half * opts.pixel_mm + opts.pixel_mm / 2.0;
+        let mut b = Builder::new();
+        b.patient_study(&ids)
+            .s(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE)
+            .s(tags::SOP_INSTANCE_UID, VR::UI, &sop)
+            .s(tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY\\AXIAL")
+            .s(tags::MODALITY, VR::CS, "CT")
+            .s(
+                tags::STUDY_DESCRIPTION,
+                VR::LO,
+                "SYNTHETIC CHEST CT PHANTOM",
+            )
+            .s(
+                tags::SERIES_DESCRIPTION,
+                VR::LO,
+                &format!("Axial {} mm (synthetic, not a patient)", opts.slice_mm),
+            )
+            .s(tags::BODY_PART_EXAMINED, VR::CS, "CHEST")
+            .s(tags::SERIES_INSTANCE_UID, VR::UI, &series)
+            .s(tags::SERIES_NUMBER, VR::IS, "1")
+            .s(tags::INSTANCE_NUMBER, VR::IS, &format!("{}", s + 1))
+            .s(tags::KVP, VR::DS, "120")
+            .s(tags::SLICE_THICKNESS, VR::DS, &format!("{}", opts.slice_mm))
+            .s(tags::PATIENT_POSITION, VR::CS, "HFS")
+            .s(tags::FRAME_OF_REFERENCE_UID, VR::UI, &frame_of_ref)
+            .s(tags::POSITION_REFERENCE_INDICATOR, VR::LO, "")
+            .s(
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                &format!("{origin:.3}\\{origin:.3}\\{z:.3}"),
+            )
+            .s(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "1\\0\\0\\0\\1\\0")
+            .s(tags::SLICE_LOCATION, VR::DS, &format!("{z:.3}"))
+            .us(tags::SAMPLES_PER_PIXEL, 1)
+            .s(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2")
+            .us(tags::ROWS, rows)
+            .us(tags::COLUMNS, rows)
+            .s(
+                tags::PIXEL_SPACING,
+                VR::DS,
+                &format!("{}\\{}", opts.pixel_mm, opts.pixel_mm),
+            )
+            .us(tags::BITS_ALLOCATED, 16)
+            .us(tags::BITS_STORED, 12)
+            .us(tags::HIGH_BIT, 11)
+            .us(tags::PIXEL_REPRESENTATION, 0)
+            .s(tags::WINDOW_CENTER, VR::DS, "40\\-600")
+            .s(tags::WINDOW_WIDTH, VR::DS, "400\\1500")
+            .s(
+                tags::WINDOW_CENTER_WIDTH_EXPLANATION,
+                VR::LO,
+                "MEDIASTINUM\\LUNG",
+            )
+            .s(tags::RESCALE_INTERCEPT, VR::DS, "-1024")
+            .s(tags::RESCALE_SLOPE, VR::DS, "1")
+            .s(tags::RESCALE_TYPE, VR::LO, "HU")
+            .put(dicom_core::DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OW,
+                dicom_core::PrimitiveValue::U16(px.into()),
+            ));
+        dicom_out::write_file(
+            &dir.join(format!("CT{:04}.dcm", s + 1)),
+            b.done(),
+            uids::CT_IMAGE_STORAGE,
+            &sop,
+        )?;
+    }
+    let truth = serde_json::json!({
+        "generator": "radclip phantom ct",
+        "generator_version": crate::GENERATOR_VERSION,
+        "seed": seed,
+        "patient_id": ids.patient_id,
+        "rows": n, "columns": n, "slices": opts.slices,
+        "pixel_spacing_mm": opts.pixel_mm, "slice_spacing_mm": opts.slice_mm,
+        "coordinates": "DICOM patient (LPS) mm; slice 1 is the most superior",
+        "lesions": ls,
+    });
+    dicom_out::write_text(&dir.join("truth.json"), &format!("{truth:#}\n"))?;
+    Ok(ls)
+}

@@ -1,0 +1,248 @@
+//! Radiology reports written from a case's truth: a FINDINGS and an IMPRESSION section, with varied
+//! phrasing, laterality and zones, sizes in millimetres, and negations of what is absent ("No
+//! pneumothorax."), as radiologists write them.
+
+use rand::Rng;
+use rand::seq::IndexedRandom;
+
+use crate::cxr::{CxrCase, Finding, Kind};
+
+/// Detector field of view across the image width, in mm (a 43 cm cassette).
+pub const FIELD_MM: f64 = 430.0;
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub findings: String,
+    pub impression: String,
+}
+
+impl Report {
+    /// The report as plain text, as it is written next to the study.
+    pub fn text(&self) -> String {
+        format!(
+            "EXAMINATION: Chest radiograph, PA view.\n\nFINDINGS:\n{}\n\nIMPRESSION:\n{}\n",
+            self.findings, self.impression
+        )
+    }
+}
+
+fn pick<'a>(rng: &mut impl Rng, options: &[&'a str]) -> &'a str {
+    options.choose(rng).copied().unwrap_or_default()
+}
+
+fn cap(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().collect::<String>() + c.as_str(),
+        None => String::new(),
+    }
+}
+
+fn mm(case: &CxrCase, size: f64) -> u32 {
+    (size * case.anatomy.scale * FIELD_MM).round() as u32
+}
+
+/// "right upper zone" / "left lung base" …
+fn place(f: &Finding, rng: &mut impl Rng) -> String {
+    let side = f.side.map_or("", |s| s.name());
+    match f.zone {
+        Some(z) => {
+            let forms = [
+                format!("{side} {} zone", z.name()),
+                format!("{side} {} lung zone", z.name()),
+            ];
+            forms.choose(rng).cloned().unwrap_or_default()
+        }
+        None => side.to_string(),
+    }
+}
+
+fn sentence(case: &CxrCase, f: &Finding, rng: &mut impl Rng) -> String {
+    let side = f.side.map_or("", |s| s.name());
+    let sev = f.severity.unwrap_or("small");
+    match f.kind {
+        Kind::Nodule => {
+            let (s, p) = (mm(case, f.size), place(f, rng));
+            match rng.random_range(0..4) {
+                0 => format!("A {s} mm nodule in the {p}."),
+                1 => format!("There is a {s}-mm pulmonary nodule projecting over the {p}."),
+                2 => format!("{} nodular opacity measuring {s} mm.", cap(&p)),
+                _ => format!("Well-circumscribed {s} mm nodule in the {p}."),
+            }
+        }
+        Kind::Mass => {
+            let (s, p) = (mm(case, f.size), place(f, rng));
+            let cm = f64::from(s) / 10.0;
+            match rng.random_range(0..3) {
+                0 => format!("A {cm:.1} cm mass in the {p}."),
+                1 => format!("There is a lobulated {cm:.1} cm mass projecting over the {p}."),
+                _ => format!("{} mass lesion measuring {cm:.1} cm.", cap(&p)),
+            }
+        }
+        Kind::PleuralEffusion => match rng.random_range(0..4) {
+            0 => format!("{} {side} pleural effusion.", cap(sev)),
+            1 => format!(
+                "There is a {sev} {side} pleural effusion with blunting of the costophrenic angle."
+            ),
+            2 => format!("{} {side} pleural effusion with a meniscus.", cap(sev)),
+            _ => format!(
+                "Blunting of the {side} costophrenic angle consistent with a {sev} effusion."
+            ),
+        },
+        Kind::Pneumothorax => match rng.random_range(0..3) {
+            0 => format!("{} {side} pneumothorax.", cap(sev)),
+            1 => format!(
+                "There is a {sev} {side} apical pneumothorax; the visceral pleural line is visible."
+            ),
+            _ => format!(
+                "{} {side} pneumothorax with absent lung markings peripherally.",
+                cap(sev)
+            ),
+        },
+        Kind::Consolidation => {
+            let p = place(f, rng);
+            match rng.random_range(0..4) {
+                0 => format!("Consolidation in the {p}."),
+                1 => format!("There is patchy airspace consolidation in the {p}."),
+                2 => format!(
+                    "{} airspace opacity consistent with consolidation.",
+                    cap(&p)
+                ),
+                _ => format!("Focal consolidation in the {p}, which may represent pneumonia."),
+            }
+        }
+        Kind::Cardiomegaly => {
+            let ctr = (f.size * 100.0).round();
+            match rng.random_range(0..3) {
+                0 => "The heart is enlarged.".to_string(),
+                1 => format!("Cardiomegaly, cardiothoracic ratio about {ctr:.0}%."),
+                _ => "The cardiac silhouette is enlarged.".to_string(),
+            }
+        }
+    }
+}
+
+fn negation(kind: Kind, rng: &mut impl Rng) -> &'static str {
+    match kind {
+        Kind::Nodule => pick(
+            rng,
+            &[
+                "No pulmonary nodule.",
+                "No suspicious pulmonary nodule is seen.",
+            ],
+        ),
+        Kind::Mass => pick(rng, &["No mass.", "No lung mass is identified."]),
+        Kind::PleuralEffusion => pick(
+            rng,
+            &[
+                "No pleural effusion.",
+                "The costophrenic angles are sharp.",
+                "No pleural effusion is seen.",
+            ],
+        ),
+        Kind::Pneumothorax => pick(rng, &["No pneumothorax.", "There is no pneumothorax."]),
+        Kind::Consolidation => pick(
+            rng,
+            &[
+                "No focal consolidation.",
+                "The lungs are clear without consolidation.",
+                "No airspace consolidation.",
+            ],
+        ),
+        Kind::Cardiomegaly => pick(
+            rng,
+            &[
+                "Heart size is normal.",
+                "The cardiomediastinal silhouette is within normal limits.",
+                "Normal heart size.",
+            ],
+        ),
+    }
+}
+
+fn impression_item(case: &CxrCase, f: &Finding) -> String {
+    let side = f.side.map_or("", |s| s.name());
+    let sev = f.severity.unwrap_or("");
+    match f.kind {
+        Kind::Nodule => format!("{} mm {side} pulmonary nodule", mm(case, f.size)),
+        Kind::Mass => format!("{side} lung mass"),
+        Kind::PleuralEffusion => format!("{sev} {side} pleural effusion"),
+        Kind::Pneumothorax => format!("{sev} {side} pneumothorax"),
+        Kind::Consolidation => format!(
+            "{side} {} zone consolidation",
+            f.zone.map_or("", |z| z.name())
+        ),
+        Kind::Cardiomegaly => "cardiomegaly".to_string(),
+    }
+}
+
+/// Writes the report of `case`. The phrasing is drawn from `rng`; the facts come only from the case.
+pub fn write(case: &CxrCase, rng: &mut impl Rng) -> Report {
+    let mut lines: Vec<String> = Vec::new();
+    // Lungs, then pleura, then heart: the order most reports follow.
+    let order = [
+        Kind::Consolidation,
+        Kind::Mass,
+        Kind::Nodule,
+        Kind::PleuralEffusion,
+        Kind::Pneumothorax,
+        Kind::Cardiomegaly,
+    ];
+    for kind in order {
+        let present: Vec<&Finding> = case.findings.iter().filter(|f| f.kind == kind).collect();
+        if present.is_empty() {
+            // Most reports state the pertinent negatives; some leave a few out.
+            if rng.random_bool(0.8) {
+                lines.push(negation(kind, rng).to_string());
+            }
+        } else {
+            for f in present {
+                lines.push(sentence(case, f, rng));
+            }
+        }
+    }
+    if rng.random_bool(0.5) {
+        lines.push(
+            pick(
+                rng,
+                &[
+                    "The visualized osseous structures are intact.",
+                    "No acute osseous abnormality.",
+                ],
+            )
+            .to_string(),
+        );
+    }
+    let impression = if case.findings.is_empty() {
+        pick(
+            rng,
+            &[
+                "No acute cardiopulmonary abnormality.",
+                "Normal chest radiograph.",
+                "No acute cardiopulmonary process.",
+            ],
+        )
+        .to_string()
+    } else {
+        let items: Vec<String> = order
+            .iter()
+            .flat_map(|k| case.findings.iter().filter(move |f| f.kind == *k))
+            .map(|f| {
+                impression_item(case, f)
+                    .split_whitespace()
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            })
+            .collect();
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{}. {}.", i + 1, cap(s)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    Report {
+        findings: lines.join(" "),
+        impression,
+    }
+}

@@ -1,0 +1,372 @@
+//! The phantom generator against its own truth: deterministic bytes, DICOM that reads back as written,
+//! masks that match what is drawn, reports that state exactly the truth, and CT values in Hounsfield units.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use dicom_dictionary_std::tags;
+use radclip_phantom::{CxrCase, Kind, Side, cxr_sample, study_rng};
+
+fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            for (k, v) in files(&p) {
+                out.insert(
+                    format!("{}/{k}", p.file_name().unwrap().to_string_lossy()),
+                    v,
+                );
+            }
+        } else {
+            out.insert(
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                std::fs::read(&p).unwrap(),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn same_seed_same_bytes_other_index_other_study() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    radclip_phantom::write_cxr_set(a.path(), 7, 0, 6, 128).unwrap();
+    radclip_phantom::write_cxr_set(b.path(), 7, 0, 6, 128).unwrap();
+    let (fa, fb) = (files(a.path()), files(b.path()));
+    assert!(fa.len() > 6 * 4);
+    assert_eq!(fa, fb, "a rerun must write identical files");
+    // A study depends on (seed, index) only, not on what else is generated.
+    let c = tempfile::tempdir().unwrap();
+    radclip_phantom::write_cxr_set(c.path(), 7, 4, 1, 128).unwrap();
+    let fc = files(c.path());
+    let k = "PHANTOM-CXR-7-0004/image.dcm";
+    assert_eq!(fc[k], fa[k]);
+    assert_ne!(
+        fa["PHANTOM-CXR-7-0004/image.dcm"],
+        fa["PHANTOM-CXR-7-0005/image.dcm"]
+    );
+}
+
+#[test]
+fn dicom_reads_back_as_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = radclip_phantom::write_cxr_study(dir.path(), 3, 11, 256).unwrap();
+    let study = dir.path().join(&t.patient_id);
+
+    // The image: our decoder gives back exactly the rendered pixels.
+    let frames = radclip_dicom::pixel::decode_file(&study.join("image.dcm")).unwrap();
+    assert_eq!(frames.len(), 1);
+    let img = cxr_sample(3, 11).case.render(256);
+    let f = &frames[0];
+    for (i, &want) in img.pixels.iter().enumerate().step_by(97) {
+        let got = f.value_at((i / 256) as u32, (i % 256) as u32).unwrap();
+        assert_eq!(got, f64::from(want));
+    }
+    let obj = radclip_dicom::pixel::open_full(&study.join("image.dcm")).unwrap();
+    let text = |o: &dicom_object::DefaultDicomObject, tag| {
+        o.element(tag)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches(['\0', ' '])
+            .to_string()
+    };
+    assert_eq!(text(&obj, tags::MODALITY), "DX");
+    assert_eq!(text(&obj, tags::VIEW_POSITION), "PA");
+    assert!(text(&obj, tags::PATIENT_NAME).starts_with("SYNTHETIC^"));
+    let spacing = text(&obj, tags::PIXEL_SPACING);
+    assert!(
+        (spacing.split('\\').next().unwrap().parse::<f64>().unwrap() - t.pixel_spacing_mm).abs()
+            < 1e-3
+    );
+
+    // The report: a Basic Text SR in the same study, its two texts those of report.txt, its evidence the image.
+    let sr = radclip_dicom::pixel::open_full(&study.join("report.dcm")).unwrap();
+    assert_eq!(
+        text(&sr, tags::SOP_CLASS_UID),
+        "1.2.840.10008.5.1.4.1.1.88.11"
+    );
+    assert_eq!(
+        text(&sr, tags::STUDY_INSTANCE_UID),
+        text(&obj, tags::STUDY_INSTANCE_UID)
+    );
+    let items = sr.element(tags::CONTENT_SEQUENCE).unwrap().items().unwrap();
+    let texts: Vec<String> = items
+        .iter()
+        .map(|it| {
+            it.element(tags::TEXT_VALUE)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end()
+                .to_string()
+        })
+        .collect();
+    let report = std::fs::read_to_string(study.join("report.txt")).unwrap();
+    assert_eq!(texts.len(), 2);
+    for t in &texts {
+        assert!(report.contains(t.as_str()), "{t} not in report.txt");
+    }
+    let ev = sr
+        .element(tags::CURRENT_REQUESTED_PROCEDURE_EVIDENCE_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap();
+    let series = ev[0]
+        .element(tags::REFERENCED_SERIES_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap();
+    let sops = series[0]
+        .element(tags::REFERENCED_SOP_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap();
+    assert_eq!(
+        sops[0]
+            .element(tags::REFERENCED_SOP_INSTANCE_UID)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches('\0'),
+        text(&obj, tags::SOP_INSTANCE_UID)
+    );
+
+    // Each finding's mask file is the rendered mask.
+    for (fi, ft) in t.findings.iter().enumerate() {
+        let png = image::open(study.join(&ft.mask)).unwrap().to_luma8();
+        let on = png.pixels().filter(|p| p.0[0] == 255).count();
+        assert_eq!(on, ft.area_px);
+        assert_eq!(on, img.masks[fi].iter().filter(|m| **m).count());
+    }
+}
+
+fn mean(px: &[u16], sel: impl Fn(usize) -> bool) -> f64 {
+    let (mut s, mut n) = (0f64, 0usize);
+    for (i, &v) in px.iter().enumerate() {
+        if sel(i) {
+            s += f64::from(v);
+            n += 1;
+        }
+    }
+    s / n.max(1) as f64
+}
+
+#[test]
+fn findings_are_drawn_where_the_truth_says() {
+    let n = 128;
+    let mut counts: BTreeMap<Kind, usize> = BTreeMap::new();
+    let mut normal = 0;
+    let cases = 300;
+    for i in 0..cases {
+        let s = cxr_sample(42, i);
+        let img = s.case.render(n);
+        if s.case.findings.is_empty() {
+            normal += 1;
+        }
+        let ctr = s.case.anatomy.ctr;
+        assert_eq!(
+            s.case.has(Kind::Cardiomegaly),
+            ctr > 0.55,
+            "case {i}: ctr {ctr}"
+        );
+        for (f, mask) in s.case.findings.iter().zip(&img.masks) {
+            *counts.entry(f.kind).or_default() += 1;
+            let area = mask.iter().filter(|m| **m).count();
+            assert!(area > 0, "case {i}: empty {:?} mask", f.kind);
+            let st = radclip_phantom::cxr::mask_stats(mask, n);
+            let (_, col) = st.centroid.unwrap();
+            // Patient's right is the image's left.
+            match f.side {
+                Some(Side::Right) => assert!(
+                    col < n as f64 * 0.55,
+                    "case {i}: {:?} right at col {col}",
+                    f.kind
+                ),
+                Some(Side::Left) => assert!(
+                    col > n as f64 * 0.45,
+                    "case {i}: {:?} left at col {col}",
+                    f.kind
+                ),
+                None => {}
+            }
+            let inside = mean(&img.pixels, |k| mask[k]);
+            // Compare with the same lung away from the finding: a box around the mask, minus the mask.
+            let (r0, c0, r1, c1) = st.bbox.unwrap();
+            let pad = 4;
+            let ring = |k: usize| {
+                let (r, c) = (k / n, k % n);
+                !mask[k] && r + pad >= r0 && r <= r1 + pad && c + pad >= c0 && c <= c1 + pad
+            };
+            let around = mean(&img.pixels, ring);
+            match f.kind {
+                Kind::Nodule | Kind::Mass | Kind::Consolidation => {
+                    let d = (f.size / 2.0 * n as f64 * s.case.anatomy.scale).powi(2)
+                        * std::f64::consts::PI;
+                    if f.kind == Kind::Nodule {
+                        assert!(
+                            (area as f64) > 0.5 * d && (area as f64) < 1.6 * d,
+                            "case {i}: nodule area {area} vs {d}"
+                        );
+                    }
+                    assert!(
+                        inside > around + 50.0,
+                        "case {i}: {:?} not brighter ({inside} vs {around})",
+                        f.kind
+                    );
+                }
+                Kind::Pneumothorax => {
+                    assert!(
+                        inside < around,
+                        "case {i}: pneumothorax not darker ({inside} vs {around})"
+                    );
+                }
+                Kind::PleuralEffusion => {
+                    assert!(f.zone == Some(radclip_phantom::Zone::Lower));
+                }
+                Kind::Cardiomegaly => {}
+            }
+        }
+    }
+    for k in Kind::ALL {
+        let c = counts.get(&k).copied().unwrap_or(0);
+        assert!(
+            c >= cases as usize / 20 && c <= cases as usize / 2,
+            "{k:?}: {c} of {cases}"
+        );
+    }
+    assert!(
+        normal >= cases as usize / 10,
+        "only {normal} normal studies"
+    );
+}
+
+/// Keywords that mark a sentence as being about a kind.
+fn about(sentence: &str, kind: Kind) -> bool {
+    let s = sentence.to_lowercase();
+    match kind {
+        Kind::Nodule => s.contains("nodul"),
+        Kind::Mass => s.contains("mass"),
+        Kind::PleuralEffusion => s.contains("effusion") || s.contains("costophrenic"),
+        Kind::Pneumothorax => s.contains("pneumothorax"),
+        Kind::Consolidation => s.contains("consolidation"),
+        Kind::Cardiomegaly => s.contains("heart") || s.contains("cardi"),
+    }
+}
+
+fn negated(sentence: &str) -> bool {
+    let s = sentence.to_lowercase();
+    s.starts_with("no ")
+        || s.contains("there is no")
+        || s.contains("normal")
+        || s.contains("sharp")
+        || s.contains("without")
+}
+
+#[test]
+fn reports_state_the_truth_and_negate_the_rest() {
+    let mut negations = 0;
+    for i in 0..300 {
+        let s = cxr_sample(5, i);
+        let text = &s.report.findings;
+        let sentences: Vec<&str> = text
+            .split_inclusive('.')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .collect();
+        for k in Kind::ALL {
+            let on: Vec<&&str> = sentences.iter().filter(|x| about(x, k)).collect();
+            if s.case.has(k) {
+                assert!(
+                    on.iter().any(|x| !negated(x)),
+                    "case {i}: {k:?} present but not reported: {text}"
+                );
+                for f in s.case.findings.iter().filter(|f| f.kind == k) {
+                    if let Some(side) = f.side {
+                        assert!(
+                            on.iter().any(|x| x.to_lowercase().contains(side.name())),
+                            "case {i}: {k:?} without its side {side:?}: {text}"
+                        );
+                    }
+                }
+            } else {
+                for x in &on {
+                    assert!(negated(x), "case {i}: {k:?} absent but stated: {x:?}");
+                    negations += 1;
+                }
+            }
+        }
+        let normal_impression = s.report.impression.to_lowercase();
+        assert_eq!(
+            s.case.findings.is_empty(),
+            normal_impression.contains("no acute") || normal_impression.contains("normal chest"),
+            "case {i}: {normal_impression}"
+        );
+    }
+    assert!(negations > 500, "too few pertinent negatives ({negations})");
+}
+
+#[test]
+fn every_kind_can_be_asked_for() {
+    for k in Kind::ALL {
+        let mut ok = 0;
+        for i in 0..10 {
+            let case = CxrCase::with_findings(&mut study_rng(9, i, 0), &[k]);
+            ok += usize::from(case.has(k));
+        }
+        assert!(ok >= 8, "{k:?}: {ok} of 10");
+    }
+}
+
+#[test]
+fn ct_series_has_hounsfield_units_and_its_lesions() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = radclip_phantom::ct::CtOptions {
+        size: 128,
+        pixel_mm: 2.8,
+        ..Default::default()
+    };
+    let lesions = radclip_phantom::ct::write_ct_series(dir.path(), &opts).unwrap();
+    let tree = radclip_dicom::scan(dir.path()).unwrap();
+    let series = &tree.patients[0].studies[0].series[0];
+    assert_eq!(series.instances.len(), 64);
+    // HU at a patient point: the slice nearest z, the pixel nearest (x, y).
+    let hu_at = |p: [f64; 3]| -> f64 {
+        let s = ((opts.slices as f64 / 2.0 - p[2] / opts.slice_mm - 0.5).round() as usize)
+            .min(opts.slices - 1);
+        let path = dir.path().join(format!("CT{:04}.dcm", s + 1));
+        let f = &radclip_dicom::pixel::decode_file(&path).unwrap()[0];
+        let (mut sum, mut k) = (0.0, 0);
+        let half = opts.size as f64 / 2.0;
+        let (c, r) = (
+            (p[0] / opts.pixel_mm + half) as i64,
+            (p[1] / opts.pixel_mm + half) as i64,
+        );
+        for dr in -1..=1 {
+            for dc in -1..=1 {
+                sum += f.value_at((r + dr) as u32, (c + dc) as u32).unwrap();
+                k += 1;
+            }
+        }
+        sum / f64::from(k)
+    };
+    for l in &lesions {
+        let v = hu_at(l.center_mm);
+        assert!(
+            (v - l.hu).abs() < 25.0,
+            "{} in {}: {v} HU, expected {}",
+            l.kind,
+            l.location,
+            l.hu
+        );
+    }
+    assert!(
+        (hu_at([-80.0, 40.0, 30.0]) + 850.0).abs() < 60.0,
+        "right lung"
+    );
+    assert!((hu_at([-170.0, -170.0, 0.0]) + 1000.0).abs() < 25.0, "air");
+    assert!(hu_at([0.0, 70.0, 0.0]) > 200.0, "vertebral body");
+    assert!((hu_at([-45.0, 0.0, -110.0]) - 60.0).abs() < 25.0, "liver");
+}
