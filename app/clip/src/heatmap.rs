@@ -184,8 +184,9 @@ fn cached<T: Clone>(cell: &OnceLock<T>, make: impl FnOnce() -> Result<T>) -> Res
 /// How many final blocks get the v–v path in CLIP Surgery (the reference uses 6 for ViTs).
 pub const SURGERY_BLOCKS: usize = 6;
 
-fn maskclip_tokens(model: &ClipModel, last_input: &Tensor) -> Result<Tensor> {
-    let fwd = Fwd::default();
+/// MaskCLIP's patch features [B, gh·gw, P] (projected, not normalised) from the last block's input:
+/// the block with its attention replaced by the value path. With `fwd.grad` it can be trained through.
+pub fn maskclip_features(model: &ClipModel, last_input: &Tensor, fwd: Fwd) -> Result<Tensor> {
     let Some(layer) = model.vision.encoder.layers.last() else {
         return Err(Error::Input("the vision encoder has no layers".into()));
     };
@@ -196,7 +197,12 @@ fn maskclip_tokens(model: &ClipModel, last_input: &Tensor) -> Result<Tensor> {
     let v = model.vision.post_layernorm.forward(&v, fwd)?;
     let f = model.visual_projection.forward(&v)?;
     let n = f.dim(1)?;
-    Ok(l2_normalize(&f.i(0)?.narrow(0, 1, n - 1)?)?)
+    Ok(f.narrow(1, 1, n - 1)?)
+}
+
+fn maskclip_tokens(model: &ClipModel, last_input: &Tensor) -> Result<Tensor> {
+    let f = maskclip_features(model, last_input, Fwd::default())?;
+    Ok(l2_normalize(&f.i(0)?)?)
 }
 
 fn surgery_tokens(model: &ClipModel, hidden_states: &[Tensor]) -> Result<Tensor> {

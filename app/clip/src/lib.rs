@@ -14,6 +14,7 @@ pub mod model;
 pub mod openclip;
 pub mod preprocess;
 pub mod tokenizer;
+pub mod train;
 pub mod weights;
 pub mod zeroshot;
 

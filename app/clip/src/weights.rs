@@ -10,6 +10,8 @@ use crate::error::{Error, Result, first_line};
 
 pub struct Weights {
     files: Vec<(PathBuf, MmapedSafetensors)>,
+    /// Tensors given directly (training: the variables themselves, so gradients reach them).
+    memory: HashMap<String, Tensor>,
     routing: HashMap<String, usize>,
     dtype: DType,
     device: Device,
@@ -34,14 +36,28 @@ impl Weights {
         }
         Ok(Weights {
             files,
+            memory: HashMap::new(),
             routing,
             dtype,
             device: device.clone(),
         })
     }
 
+    /// Weights from tensors in memory, used as they are (same dtype and device, no copy), so a model
+    /// built from them computes with those very tensors: with `Var`s, gradients reach the variables.
+    pub fn from_tensors(tensors: HashMap<String, Tensor>, device: &Device) -> Self {
+        let dtype = tensors.values().next().map_or(DType::F32, Tensor::dtype);
+        Weights {
+            files: Vec::new(),
+            memory: tensors,
+            routing: HashMap::new(),
+            dtype,
+            device: device.clone(),
+        }
+    }
+
     pub fn contains(&self, name: &str) -> bool {
-        self.routing.contains_key(name)
+        self.routing.contains_key(name) || self.memory.contains_key(name)
     }
 
     pub fn device(&self) -> &Device {
@@ -54,6 +70,9 @@ impl Weights {
 
     /// The stored shape of `name`, if the checkpoint has it.
     pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        if let Some(t) = self.memory.get(name) {
+            return Some(t.dims().to_vec());
+        }
         let (_, st) = self.files.get(*self.routing.get(name)?)?;
         st.get(name).ok().map(|v| v.shape().to_vec())
     }
@@ -89,6 +108,15 @@ impl Weights {
 
     /// Loads `name`, checking it has `shape`.
     pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        if let Some(t) = self.memory.get(name) {
+            if t.dims() != shape {
+                return Err(self.bad(&format!(
+                    "tensor \"{name}\" has shape {:?} but the config implies {shape:?}",
+                    t.dims()
+                )));
+            }
+            return Ok(t.clone());
+        }
         let Some(&i) = self.routing.get(name) else {
             return Err(Error::Checkpoint {
                 path: self.first_path(),

@@ -52,6 +52,43 @@ pub fn cxr_sample(seed: u64, index: u64) -> CxrSample {
     CxrSample { case, report }
 }
 
+/// The display window a technologist would set for a radiograph: its pixels' 2nd to 99.5th percentile
+/// (center, width).
+pub fn display_window(pixels: &[u16]) -> (f64, f64) {
+    let mut sorted = pixels.to_vec();
+    sorted.sort_unstable();
+    if sorted.is_empty() {
+        return (2048.0, 4096.0);
+    }
+    let q = |p: f64| f64::from(sorted[((sorted.len() - 1) as f64 * p) as usize]);
+    let (lo, hi) = (q(0.02), q(0.995));
+    ((lo + hi) / 2.0, (hi - lo).max(1.0))
+}
+
+/// The rendered radiograph as a decoded DICOM frame (what the viewer and the CLIP engine see when they
+/// read `image.dcm`), with its display window.
+pub fn as_frame(img: &CxrImage) -> radclip_dicom::Frame {
+    let (c, w) = display_window(&img.pixels);
+    let lo = img.pixels.iter().copied().min().unwrap_or(0);
+    let hi = img.pixels.iter().copied().max().unwrap_or(0);
+    radclip_dicom::Frame {
+        rows: img.size as u32,
+        cols: img.size as u32,
+        color: radclip_dicom::ColorModel::Mono { invert: false },
+        samples: radclip_dicom::Samples::U16(img.pixels.clone()),
+        modality: radclip_dicom::ModalityLut::Rescale {
+            slope: 1.0,
+            intercept: 0.0,
+        },
+        windows: vec![radclip_dicom::Window {
+            center: c,
+            width: w,
+        }],
+        voi_function: radclip_dicom::VoiFunction::Linear,
+        stored_range: (i64::from(lo), i64::from(hi)),
+    }
+}
+
 /// A finding as the truth file records it, in pixels of the written image.
 #[derive(Debug, Clone, Serialize)]
 pub struct FindingTruth {
@@ -124,11 +161,7 @@ pub fn write_cxr_study(root: &Path, seed: u64, index: u64, size: usize) -> Resul
     let pixel_mm = report::FIELD_MM / size as f64;
     let series = uid(&[seed, index, 2]);
     let sop = uid(&[seed, index, 3]);
-    // The window a technologist would set: the body's range, from the pixel histogram.
-    let mut sorted = img.pixels.clone();
-    sorted.sort_unstable();
-    let q = |p: f64| f64::from(sorted[((sorted.len() - 1) as f64 * p) as usize]);
-    let (lo, hi) = (q(0.02), q(0.995));
+    let window = display_window(&img.pixels);
     dicom_out::write_dx(
         &dir.join("image.dcm"),
         &ids,
@@ -138,7 +171,7 @@ pub fn write_cxr_study(root: &Path, seed: u64, index: u64, size: usize) -> Resul
             pixel_mm,
             series_uid: series.clone(),
             sop_uid: sop.clone(),
-            window: ((lo + hi) / 2.0, (hi - lo).max(1.0)),
+            window,
         },
     )?;
     dicom_out::write_sr(

@@ -57,7 +57,8 @@ fn place(f: &Finding, rng: &mut impl Rng) -> String {
     }
 }
 
-fn sentence(case: &CxrCase, f: &Finding, rng: &mut impl Rng) -> String {
+/// One sentence stating finding `f` of `case`, phrased at random.
+pub fn sentence(case: &CxrCase, f: &Finding, rng: &mut impl Rng) -> String {
     let side = f.side.map_or("", |s| s.name());
     let sev = f.severity.unwrap_or("small");
     match f.kind {
@@ -122,7 +123,8 @@ fn sentence(case: &CxrCase, f: &Finding, rng: &mut impl Rng) -> String {
     }
 }
 
-fn negation(kind: Kind, rng: &mut impl Rng) -> &'static str {
+/// One sentence saying `kind` is absent, phrased at random.
+pub fn negation(kind: Kind, rng: &mut impl Rng) -> &'static str {
     match kind {
         Kind::Nodule => pick(
             rng,
@@ -157,6 +159,29 @@ fn negation(kind: Kind, rng: &mut impl Rng) -> &'static str {
                 "Normal heart size.",
             ],
         ),
+    }
+}
+
+/// A statement that `kind` is present, without specifics (short prompt-like or sentence forms).
+pub fn generic_positive(kind: Kind, rng: &mut impl Rng) -> String {
+    let side = ["right", "left"][rng.random_range(0..2)];
+    let name = kind.name();
+    match rng.random_range(0..4) {
+        0 => name.to_string(),
+        1 => format!("There is {}.", article(name)),
+        2 => format!("Findings consistent with {name}."),
+        _ => match kind {
+            Kind::Cardiomegaly => "The heart is enlarged.".to_string(),
+            Kind::Consolidation => format!("{} lung consolidation.", cap(side)),
+            _ => format!("{} {name}.", cap(side)),
+        },
+    }
+}
+
+fn article(name: &str) -> String {
+    match name {
+        "cardiomegaly" | "consolidation" => name.to_string(),
+        _ => format!("a {name}"),
     }
 }
 

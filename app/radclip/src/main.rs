@@ -11,6 +11,7 @@ use radclip_dicom as dicom;
 mod ai;
 mod bench;
 mod info;
+mod train;
 
 #[derive(Parser)]
 #[command(
@@ -134,6 +135,23 @@ enum Command {
     Phantom {
         #[command(subcommand)]
         what: PhantomWhat,
+    },
+    /// Train the demo CLIP from scratch on phantom radiographs and their reports (CPU, candle autograd).
+    Train {
+        /// Output model folder (config.json, model.safetensors in f16, training.json).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Distinct training images (studies 0..N of the seed).
+        #[arg(long, default_value_t = 12000)]
+        images: u64,
+        #[arg(long, default_value_t = 2000)]
+        steps: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
     },
     /// Timings for docs/benchmarks.md (JSON lines).
     Bench {
@@ -350,6 +368,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Phantom { what }) => phantom(what),
+        Some(Command::Train {
+            out,
+            seed,
+            images,
+            steps,
+            batch,
+            lr,
+        }) => train::train(&train::TrainArgs {
+            out,
+            seed,
+            images,
+            steps,
+            batch,
+            lr,
+        }),
         Some(Command::Bench { what }) => match what {
             BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),
             BenchWhat::WindowLevel { size, repeat } => bench::window_level(size, repeat),
