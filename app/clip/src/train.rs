@@ -93,7 +93,11 @@ fn layout(c: &ClipConfig) -> Vec<(String, Vec<usize>, f32)> {
                 out.push((format!("{l}.{ln}.weight"), vec![d], 0.0));
                 out.push((format!("{l}.{ln}.bias"), vec![d], -1.0));
             }
-            out.push((format!("{l}.mlp.fc1.weight"), vec![inter, d], (2.0 * d as f32).powf(-0.5)));
+            out.push((
+                format!("{l}.mlp.fc1.weight"),
+                vec![inter, d],
+                (2.0 * d as f32).powf(-0.5),
+            ));
             out.push((format!("{l}.mlp.fc1.bias"), vec![inter], -1.0));
             out.push((format!("{l}.mlp.fc2.weight"), vec![d, inter], std_attn));
             out.push((format!("{l}.mlp.fc2.bias"), vec![d], -1.0));
@@ -117,8 +121,16 @@ fn layout(c: &ClipConfig) -> Vec<(String, Vec<usize>, f32)> {
         t.num_hidden_layers,
         &mut out,
     );
-    out.push(("text_model.final_layer_norm.weight".into(), vec![t.hidden_size], 0.0));
-    out.push(("text_model.final_layer_norm.bias".into(), vec![t.hidden_size], -1.0));
+    out.push((
+        "text_model.final_layer_norm.weight".into(),
+        vec![t.hidden_size],
+        0.0,
+    ));
+    out.push((
+        "text_model.final_layer_norm.bias".into(),
+        vec![t.hidden_size],
+        -1.0,
+    ));
     let g = v.grid();
     let d = v.hidden_size;
     out.push((
@@ -140,7 +152,13 @@ fn layout(c: &ClipConfig) -> Vec<(String, Vec<usize>, f32)> {
         out.push((format!("vision_model.{ln}.weight"), vec![d], 0.0));
         out.push((format!("vision_model.{ln}.bias"), vec![d], -1.0));
     }
-    encoder("vision_model", d, v.intermediate_size, v.num_hidden_layers, &mut out);
+    encoder(
+        "vision_model",
+        d,
+        v.intermediate_size,
+        v.num_hidden_layers,
+        &mut out,
+    );
     out.push((
         "visual_projection.weight".into(),
         vec![c.projection_dim, d],
@@ -242,9 +260,7 @@ pub fn soft_clip_loss(
     scale: &Tensor,
     target: &Tensor,
 ) -> Result<Tensor> {
-    let logits = image
-        .matmul(&text.t()?)?
-        .broadcast_mul(scale)?;
+    let logits = image.matmul(&text.t()?)?.broadcast_mul(scale)?;
     let li = (target * candle_nn::ops::log_softmax(&logits, D::Minus1)?)?
         .sum(D::Minus1)?
         .mean_all()?;
@@ -289,6 +305,10 @@ pub fn patch_loss(
         .squeeze(D::Minus1)?
         .broadcast_mul(scale)?;
     let ll = (coverage * candle_nn::ops::log_softmax(&s, D::Minus1)?)?.sum(D::Minus1)?;
-    let rows = coverage.sum(D::Minus1)?.sum_all()?.to_dtype(DType::F32)?.to_scalar::<f32>()?;
+    let rows = coverage
+        .sum(D::Minus1)?
+        .sum_all()?
+        .to_dtype(DType::F32)?
+        .to_scalar::<f32>()?;
     Ok((ll.sum_all()? * (-1.0 / f64::from(rows.max(1.0))))?)
 }

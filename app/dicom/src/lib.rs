@@ -12,7 +12,6 @@ pub mod measure;
 pub mod pixel;
 pub mod render;
 pub mod study;
-pub mod synthetic;
 
 pub use error::{Error, Result};
 pub use geometry::{FrameGeometry, SpacingSource, VolumeGeometry};

@@ -252,6 +252,17 @@ fn hu(x: f64, y: f64, z: f64, vs: &[Vessel], ls: &[Lesion]) -> f64 {
 /// Writes the series into `dir` as `CT0001.dcm`… (explicit VR little endian, unsigned with intercept
 /// −1024 as most scanners store CT) and `truth.json` with the lesions. Returns the lesions.
 pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
+    if !(16..=2048).contains(&opts.size) || !(1..=1024).contains(&opts.slices) {
+        return Err(crate::Error::Input(format!(
+            "a CT of {}² × {} slices is outside 16–2048 pixels and 1–1024 slices",
+            opts.size, opts.slices
+        )));
+    }
+    if !(opts.pixel_mm > 0.0 && opts.slice_mm > 0.0) {
+        return Err(crate::Error::Input(
+            "pixel and slice spacing must be positive".into(),
+        ));
+    }
     let dir = dicom_out::ensure_dir(dir)?;
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let vs = vessels(&mut rng);

@@ -62,7 +62,8 @@ pub fn display_window(pixels: &[u16]) -> (f64, f64) {
     }
     let q = |p: f64| f64::from(sorted[((sorted.len() - 1) as f64 * p) as usize]);
     let (lo, hi) = (q(0.02), q(0.995));
-    ((lo + hi) / 2.0, (hi - lo).max(1.0))
+    // Whole numbers, as the file stores them (DS "{:.0}"), so memory and file agree.
+    (((lo + hi) / 2.0).round(), (hi - lo).max(1.0).round())
 }
 
 /// The rendered radiograph as a decoded DICOM frame (what the viewer and the CLIP engine see when they

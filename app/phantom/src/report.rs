@@ -64,23 +64,29 @@ pub fn sentence(case: &CxrCase, f: &Finding, rng: &mut impl Rng) -> String {
     match f.kind {
         Kind::Nodule => {
             let (s, p) = (mm(case, f.size), place(f, rng));
-            match rng.random_range(0..4) {
+            match rng.random_range(0..6) {
                 0 => format!("A {s} mm nodule in the {p}."),
                 1 => format!("There is a {s}-mm pulmonary nodule projecting over the {p}."),
                 2 => format!("{} nodular opacity measuring {s} mm.", cap(&p)),
+                3 => format!("Small rounded opacity in the {p}, likely a nodule."),
+                4 => format!("Solitary {s} mm nodule in the {p}."),
                 _ => format!("Well-circumscribed {s} mm nodule in the {p}."),
             }
         }
         Kind::Mass => {
             let (s, p) = (mm(case, f.size), place(f, rng));
             let cm = f64::from(s) / 10.0;
-            match rng.random_range(0..3) {
+            match rng.random_range(0..4) {
                 0 => format!("A {cm:.1} cm mass in the {p}."),
                 1 => format!("There is a lobulated {cm:.1} cm mass projecting over the {p}."),
+                2 => format!("Large rounded mass in the {p}."),
                 _ => format!("{} mass lesion measuring {cm:.1} cm.", cap(&p)),
             }
         }
-        Kind::PleuralEffusion => match rng.random_range(0..4) {
+        Kind::PleuralEffusion => match rng.random_range(0..5) {
+            4 => {
+                format!("Fluid layering at the {side} lung base, in keeping with a {sev} effusion.")
+            }
             0 => format!("{} {side} pleural effusion.", cap(sev)),
             1 => format!(
                 "There is a {sev} {side} pleural effusion with blunting of the costophrenic angle."
@@ -90,7 +96,10 @@ pub fn sentence(case: &CxrCase, f: &Finding, rng: &mut impl Rng) -> String {
                 "Blunting of the {side} costophrenic angle consistent with a {sev} effusion."
             ),
         },
-        Kind::Pneumothorax => match rng.random_range(0..3) {
+        Kind::Pneumothorax => match rng.random_range(0..4) {
+            3 => format!(
+                "Air in the {side} pleural space with a partially collapsed lung ({sev} pneumothorax)."
+            ),
             0 => format!("{} {side} pneumothorax.", cap(sev)),
             1 => format!(
                 "There is a {sev} {side} apical pneumothorax; the visceral pleural line is visible."
@@ -102,7 +111,8 @@ pub fn sentence(case: &CxrCase, f: &Finding, rng: &mut impl Rng) -> String {
         },
         Kind::Consolidation => {
             let p = place(f, rng);
-            match rng.random_range(0..4) {
+            match rng.random_range(0..5) {
+                4 => format!("Airspace opacity in the {p}, in keeping with consolidation."),
                 0 => format!("Consolidation in the {p}."),
                 1 => format!("There is patchy airspace consolidation in the {p}."),
                 2 => format!(
@@ -114,7 +124,9 @@ pub fn sentence(case: &CxrCase, f: &Finding, rng: &mut impl Rng) -> String {
         }
         Kind::Cardiomegaly => {
             let ctr = (f.size * 100.0).round();
-            match rng.random_range(0..3) {
+            match rng.random_range(0..5) {
+                3 => "The cardiothoracic ratio is increased.".to_string(),
+                4 => "Large heart.".to_string(),
                 0 => "The heart is enlarged.".to_string(),
                 1 => format!("Cardiomegaly, cardiothoracic ratio about {ctr:.0}%."),
                 _ => "The cardiac silhouette is enlarged.".to_string(),
@@ -131,24 +143,42 @@ pub fn negation(kind: Kind, rng: &mut impl Rng) -> &'static str {
             &[
                 "No pulmonary nodule.",
                 "No suspicious pulmonary nodule is seen.",
+                "No nodules are seen.",
+                "No focal nodular opacity.",
             ],
         ),
-        Kind::Mass => pick(rng, &["No mass.", "No lung mass is identified."]),
+        Kind::Mass => pick(
+            rng,
+            &[
+                "No mass.",
+                "No lung mass is identified.",
+                "No pulmonary mass.",
+            ],
+        ),
         Kind::PleuralEffusion => pick(
             rng,
             &[
                 "No pleural effusion.",
                 "The costophrenic angles are sharp.",
                 "No pleural effusion is seen.",
+                "No pleural fluid is seen.",
             ],
         ),
-        Kind::Pneumothorax => pick(rng, &["No pneumothorax.", "There is no pneumothorax."]),
+        Kind::Pneumothorax => pick(
+            rng,
+            &[
+                "No pneumothorax.",
+                "There is no pneumothorax.",
+                "No pleural air; no pneumothorax.",
+            ],
+        ),
         Kind::Consolidation => pick(
             rng,
             &[
                 "No focal consolidation.",
                 "The lungs are clear without consolidation.",
                 "No airspace consolidation.",
+                "No airspace opacity or consolidation.",
             ],
         ),
         Kind::Cardiomegaly => pick(
@@ -157,6 +187,7 @@ pub fn negation(kind: Kind, rng: &mut impl Rng) -> &'static str {
                 "Heart size is normal.",
                 "The cardiomediastinal silhouette is within normal limits.",
                 "Normal heart size.",
+                "The heart is not enlarged.",
             ],
         ),
     }
@@ -166,7 +197,17 @@ pub fn negation(kind: Kind, rng: &mut impl Rng) -> &'static str {
 pub fn generic_positive(kind: Kind, rng: &mut impl Rng) -> String {
     let side = ["right", "left"][rng.random_range(0..2)];
     let name = kind.name();
-    match rng.random_range(0..4) {
+    let extra = match kind {
+        Kind::Nodule => ["lung nodule", "a rounded nodule is seen"],
+        Kind::Mass => ["pulmonary mass", "a large mass is seen"],
+        Kind::PleuralEffusion => ["pleural fluid collection", "fluid in the pleural cavity"],
+        Kind::Pneumothorax => ["pleural air", "collapsed lung"],
+        Kind::Consolidation => ["airspace opacity", "pneumonia"],
+        Kind::Cardiomegaly => ["large heart", "the cardiothoracic ratio is increased"],
+    };
+    match rng.random_range(0..6) {
+        4 => extra[0].to_string(),
+        5 => extra[1].to_string(),
         0 => name.to_string(),
         1 => format!("There is {}.", article(name)),
         2 => format!("Findings consistent with {name}."),
@@ -269,5 +310,78 @@ pub fn write(case: &CxrCase, rng: &mut impl Rng) -> Report {
     Report {
         findings: lines.join(" "),
         impression,
+    }
+}
+
+/// Five (positive, negative) phrasings per finding that the generator never writes as a whole text: the
+/// paraphrase-robustness test of `radclip eval`. A test checks the generator against them.
+pub fn held_out_paraphrases(kind: Kind) -> [(&'static str, &'static str); 5] {
+    match kind {
+        Kind::Nodule => [
+            ("small round lung nodule", "no lung nodule"),
+            (
+                "a solitary pulmonary nodule is seen",
+                "no solitary pulmonary nodule",
+            ),
+            ("nodule in the lung", "lungs without nodules"),
+            ("focal nodular density", "no focal nodular density"),
+            (
+                "findings of a pulmonary nodule",
+                "no findings of a pulmonary nodule",
+            ),
+        ],
+        Kind::Mass => [
+            ("large lung mass", "no lung mass"),
+            (
+                "a pulmonary mass is present",
+                "no pulmonary mass is present",
+            ),
+            ("mass in the lung", "lungs without a mass"),
+            ("lobulated pulmonary mass", "no lobulated mass in the lung"),
+            ("findings of a lung mass", "no findings of a lung mass"),
+        ],
+        Kind::PleuralEffusion => [
+            (
+                "fluid in the pleural space",
+                "no fluid in the pleural space",
+            ),
+            (
+                "blunted costophrenic angle",
+                "costophrenic angles are sharp",
+            ),
+            ("pleural fluid is present", "no pleural fluid"),
+            ("effusion at the lung base", "no effusion at the lung base"),
+            (
+                "findings of pleural effusion",
+                "no findings of pleural effusion",
+            ),
+        ],
+        Kind::Pneumothorax => [
+            ("air in the pleural space", "no air in the pleural space"),
+            ("collapsed lung with pleural air", "no collapsed lung"),
+            ("pneumothorax is present", "pneumothorax is absent"),
+            (
+                "visible pleural line with absent markings",
+                "normal lung markings to the periphery",
+            ),
+            ("findings of pneumothorax", "no findings of pneumothorax"),
+        ],
+        Kind::Consolidation => [
+            ("airspace disease in the lung", "no airspace disease"),
+            ("patchy lung opacity", "no lung opacity"),
+            ("consolidation is present", "consolidation is absent"),
+            ("pneumonia with consolidation", "no pneumonia"),
+            ("findings of consolidation", "no findings of consolidation"),
+        ],
+        Kind::Cardiomegaly => [
+            ("enlarged heart", "heart not enlarged"),
+            (
+                "increased cardiothoracic ratio",
+                "normal cardiothoracic ratio",
+            ),
+            ("cardiomegaly is present", "cardiomegaly is absent"),
+            ("large cardiac silhouette", "normal cardiac silhouette"),
+            ("findings of cardiomegaly", "no findings of cardiomegaly"),
+        ],
     }
 }

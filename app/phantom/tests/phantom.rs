@@ -64,6 +64,12 @@ fn dicom_reads_back_as_written() {
         let got = f.value_at((i / 256) as u32, (i % 256) as u32).unwrap();
         assert_eq!(got, f64::from(want));
     }
+    // What training renders in memory is what inference gets from the file: same 8-bit image.
+    assert!(
+        radclip_dicom::render(f, None)
+            == radclip_dicom::render(&radclip_phantom::as_frame(&img), None),
+        "the in-memory frame renders differently from the file"
+    );
     let obj = radclip_dicom::pixel::open_full(&study.join("image.dcm")).unwrap();
     let text = |o: &dicom_object::DefaultDicomObject, tag| {
         o.element(tag)
@@ -260,6 +266,7 @@ fn negated(sentence: &str) -> bool {
     let s = sentence.to_lowercase();
     s.starts_with("no ")
         || s.contains("there is no")
+        || s.contains(" not ")
         || s.contains("normal")
         || s.contains("sharp")
         || s.contains("without")
@@ -369,4 +376,37 @@ fn ct_series_has_hounsfield_units_and_its_lesions() {
     assert!((hu_at([-170.0, -170.0, 0.0]) + 1000.0).abs() < 25.0, "air");
     assert!(hu_at([0.0, 70.0, 0.0]) > 200.0, "vertebral body");
     assert!((hu_at([-45.0, 0.0, -110.0]) - 60.0).abs() < 25.0, "liver");
+}
+
+#[test]
+fn held_out_paraphrases_are_never_generated() {
+    use radclip_phantom::report;
+    let held: Vec<String> = Kind::ALL
+        .iter()
+        .flat_map(|k| report::held_out_paraphrases(*k))
+        .flat_map(|(p, n)| [p.to_string(), n.to_string()])
+        .collect();
+    let norm = |s: &str| s.trim().trim_end_matches('.').to_lowercase();
+    let mut rng = study_rng(11, 0, 9);
+    let mut generated = std::collections::HashSet::new();
+    for i in 0..2000 {
+        let s = cxr_sample(11, i);
+        for sent in s.report.findings.split_inclusive(". ") {
+            generated.insert(norm(sent));
+        }
+        for line in s.report.impression.lines() {
+            generated.insert(norm(line));
+        }
+        for f in &s.case.findings {
+            generated.insert(norm(&report::sentence(&s.case, f, &mut rng)));
+        }
+        for k in Kind::ALL {
+            generated.insert(norm(&report::generic_positive(k, &mut rng)));
+            generated.insert(norm(report::negation(k, &mut rng)));
+        }
+    }
+    assert!(generated.len() > 500);
+    for h in &held {
+        assert!(!generated.contains(&norm(h)), "{h:?} is generated");
+    }
 }

@@ -10,6 +10,7 @@ use radclip_dicom as dicom;
 
 mod ai;
 mod bench;
+mod eval;
 mod info;
 mod train;
 
@@ -153,16 +154,32 @@ enum Command {
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
     },
+    /// Measure a model on held-out phantoms: zero-shot AUROC, calibration, paraphrase robustness, report
+    /// retrieval and heatmap localisation (JSON on stdout).
+    Eval {
+        #[command(flatten)]
+        model: ModelOpt,
+        /// Seed of the held-out studies (the demo model was trained on seed 1).
+        #[arg(long, default_value_t = 1000)]
+        seed: u64,
+        #[arg(long, default_value_t = 400)]
+        count: u64,
+        /// Rows and columns of the rendered studies (as the DICOM files would have).
+        #[arg(long, default_value_t = 512)]
+        size: usize,
+        /// Seed and size of the set the temperature is fitted on.
+        #[arg(long, default_value_t = 999)]
+        calibration_seed: u64,
+        #[arg(long, default_value_t = 200)]
+        calibration_count: u64,
+        /// Studies with findings whose heatmaps are measured.
+        #[arg(long, default_value_t = 150)]
+        heatmaps: u64,
+    },
     /// Timings for docs/benchmarks.md (JSON lines).
     Bench {
         #[command(subcommand)]
         what: BenchWhat,
-    },
-    /// Write the synthetic CT phantom used as the bundled demo study.
-    #[command(hide = true)]
-    MakeDemo {
-        #[arg(long)]
-        out: PathBuf,
     },
 }
 
@@ -368,6 +385,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Some(Command::Phantom { what }) => phantom(what),
+        Some(Command::Eval {
+            model,
+            seed,
+            count,
+            size,
+            calibration_seed,
+            calibration_count,
+            heatmaps,
+        }) => eval::eval(&eval::EvalArgs {
+            model: model.args(),
+            seed,
+            count,
+            size,
+            calibration_seed,
+            calibration_count,
+            heatmaps,
+        }),
         Some(Command::Train {
             out,
             seed,
@@ -393,18 +427,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 repeat,
             } => bench::clip(&model, &batches, repeat),
         },
-        Some(Command::MakeDemo { out }) => {
-            dicom::synthetic::write_ct_phantom(&out, &dicom::synthetic::CtPhantom::default())?;
-            Ok(())
-        }
         None => {
             let path = match cli.path {
                 Some(p) => p,
                 None => demo_study().context("the bundled demo study was not found")?,
             };
-            radclip_viewer::run(Some(path)).map_err(|e| anyhow::anyhow!("the viewer stopped: {e}"))
+            radclip_viewer::run(Some(path), model_label())
+                .map_err(|e| anyhow::anyhow!("the viewer stopped: {e}"))
         }
     }
+}
+
+/// "AI: <name> — <intended use>" of the bundled model's card, when the model is there.
+fn model_label() -> Option<String> {
+    let dir = default_model();
+    if !dir.join("config.json").is_file() {
+        return None;
+    }
+    let card = radclip_clip::card::ModelCard::for_model(&dir).ok()?;
+    let name = card.name.clone().unwrap_or_else(|| "model".into());
+    Some(format!("AI: {name} — {}", card.intended_use))
 }
 
 fn phantom(what: PhantomWhat) -> anyhow::Result<()> {

@@ -15,15 +15,15 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::Optimizer;
-use rand::seq::IndexedRandom;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use radclip_clip::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use radclip_clip::model::{Fwd, l2_normalize};
 use radclip_clip::preprocess::{Preprocess, Rgb8, resize_bicubic};
 use radclip_clip::tokenizer::ClipTokenizer;
 use radclip_clip::train::{Trainable, pair_loss, patch_loss, soft_clip_loss};
 use radclip_phantom::{CxrCase, Kind, report};
+use rand::seq::IndexedRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 pub struct TrainArgs {
@@ -114,7 +114,12 @@ pub fn make_item(seed: u64, index: u64, side: usize, grid: usize) -> Item {
 }
 
 /// The pixel tensor [B, 3, S, S] of items, normalised as `pre` does.
-pub fn pixels(items: &[&Item], pre: &Preprocess, side: usize, dev: &Device) -> anyhow::Result<Tensor> {
+pub fn pixels(
+    items: &[&Item],
+    pre: &Preprocess,
+    side: usize,
+    dev: &Device,
+) -> anyhow::Result<Tensor> {
     let mut data = Vec::with_capacity(items.len() * 3 * side * side);
     for it in items {
         for c in 0..3 {
@@ -236,12 +241,18 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
     let pre = Preprocess::openai(side);
 
     let t0 = Instant::now();
-    eprintln!("radclip train: rendering {} phantom radiographs…", args.images);
+    eprintln!(
+        "radclip train: rendering {} phantom radiographs…",
+        args.images
+    );
     let items: Vec<Item> = (0..args.images)
         .into_par_iter()
         .map(|i| make_item(args.seed, i, side, grid))
         .collect();
-    eprintln!("radclip train: data ready in {:.0} s", t0.elapsed().as_secs_f64());
+    eprintln!(
+        "radclip train: data ready in {:.0} s",
+        t0.elapsed().as_secs_f64()
+    );
 
     let used = corpus_tokens(&tok, args.seed);
     let net = Trainable::init(config.clone(), args.seed, Some(&used), &dev)?;
@@ -284,7 +295,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             .collect();
         let px = pixels(&batch, &pre, side, &dev)?;
 
-        // Texts: one report text per image, then per image two (positive, negation) statements.
+        // Texts: one report text per image, then per image three (positive, negation) statements.
         let mut texts: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut text_id = |t: String, texts: &mut Vec<String>| -> usize {
@@ -312,7 +323,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             if let Some(&fi) = present.choose(&mut rng).filter(|_| rng.random_bool(0.7)) {
                 kinds.push(it.case.findings[fi].kind);
             }
-            while kinds.len() < 2 {
+            while kinds.len() < 3 {
                 let k = Kind::ALL[rng.random_range(0..Kind::ALL.len())];
                 if !kinds.contains(&k) {
                     kinds.push(k);
@@ -358,7 +369,11 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             }
         }
         let target = Tensor::from_vec(target, (b, b), &dev)?;
-        let rid = Tensor::from_vec(report_ids.iter().map(|&i| i as u32).collect::<Vec<_>>(), b, &dev)?;
+        let rid = Tensor::from_vec(
+            report_ids.iter().map(|&i| i as u32).collect::<Vec<_>>(),
+            b,
+            &dev,
+        )?;
         let l_clip = soft_clip_loss(&ifeat, &tfeat.index_select(&rid, 0)?, &scale, &target)?;
 
         let np = pair_img.len();

@@ -24,11 +24,11 @@ fn info_json_lists_the_demo_series_as_a_volume() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let series = &v["patients"][0]["studies"][0]["series"][0];
     assert_eq!(series["modality"], "CT");
-    assert_eq!(series["frames"], 32);
-    assert_eq!(series["volume"]["dims"], serde_json::json!([256, 256, 32]));
+    assert_eq!(series["frames"], 64);
+    assert_eq!(series["volume"]["dims"], serde_json::json!([256, 256, 64]));
     assert_eq!(
         series["volume"]["spacing"],
-        serde_json::json!([1.4, 1.4, 5.0])
+        serde_json::json!([1.4, 1.4, 4.0])
     );
 }
 
@@ -99,4 +99,45 @@ fn errors_are_one_sentence_without_panic() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("frame 3 is out of range"));
+}
+
+#[test]
+fn demo_model_finds_the_pneumothorax_of_the_demo_radiograph_and_says_not_for_clinical_use() {
+    let cxr = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo-cxr");
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(cxr.join("PHANTOM-CXR-2026-0000/truth.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        truth["labels"]["pneumothorax"], 1,
+        "the demo study has a pneumothorax"
+    );
+    let out = bin()
+        .arg("zero-shot")
+        .arg(cxr.join("PHANTOM-CXR-2026-0000/image.dcm"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not for clinical use"), "{text}");
+    let prob = |name: &str| -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with(name))
+            .unwrap();
+        line.split_whitespace()
+            .find(|w| w.ends_with('%'))
+            .unwrap()
+            .trim_end_matches('%')
+            .parse()
+            .unwrap()
+    };
+    assert!(prob("Pneumothorax") > 50.0, "{text}");
+    for absent in ["Mass", "Pleural Effusion", "Cardiomegaly"] {
+        assert!(prob(absent) < 50.0, "{absent}: {text}");
+    }
 }

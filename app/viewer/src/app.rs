@@ -55,6 +55,9 @@ pub struct ViewerApp {
     pub show_overlay: bool,
     pub hide_phi: bool,
     pub status: String,
+    /// The AI model's name and intended use, shown in the status bar whenever a model is configured
+    /// ("… — not for clinical use" for the demo model).
+    pub model_label: Option<String>,
     pub problems: Vec<dicom::study::FileProblem>,
     loader: Loader,
     events: Receiver<LoadEvent>,
@@ -85,6 +88,7 @@ impl ViewerApp {
             show_overlay: true,
             hide_phi: false,
             status: "Open a DICOM file or folder (File menu, or drop it here).".into(),
+            model_label: None,
             problems: Vec::new(),
             loader,
             events,
@@ -322,6 +326,10 @@ impl ViewerApp {
                 ui.label(&self.status);
                 ui.with_layout(egui::Layout::right_to_left(egui::Align::Center), |ui| {
                     ui.label(format!("cache {} MB", self.loader.cache().bytes() >> 20));
+                    if let Some(m) = &self.model_label {
+                        ui.separator();
+                        ui.label(egui::RichText::new(m).color(Color32::from_rgb(230, 180, 60)));
+                    }
                 });
             });
         });

@@ -28,8 +28,12 @@ impl eframe::App for EframeApp {
     }
 }
 
-/// Opens the viewer window on `path` and returns when it is closed.
-pub fn run(path: Option<std::path::PathBuf>) -> Result<(), eframe::Error> {
+/// Opens the viewer window on `path` and returns when it is closed. `model_label`: the configured AI
+/// model's name and intended use, always on screen.
+pub fn run(
+    path: Option<std::path::PathBuf>,
+    model_label: Option<String>,
+) -> Result<(), eframe::Error> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
             .with_title("radclip")
@@ -43,7 +47,8 @@ pub fn run(path: Option<std::path::PathBuf>) -> Result<(), eframe::Error> {
         "radclip",
         options,
         Box::new(move |cc| {
-            let app = ViewerApp::new(&cc.egui_ctx, path)?;
+            let mut app = ViewerApp::new(&cc.egui_ctx, path)?;
+            app.model_label = model_label;
             Ok(Box::new(EframeApp(app)))
         }),
     )

@@ -50,7 +50,7 @@ fn demo_study_opens_scrolls_windows_and_measures() {
     let v = &h.state().viewports[0];
     assert_eq!(
         (v.slice_count, v.slice),
-        (32, 16),
+        (64, 32),
         "the demo CT opens in its middle slice"
     );
     h.snapshot("demo_open");
@@ -60,7 +60,7 @@ fn demo_study_opens_scrolls_windows_and_measures() {
     }
     h.step();
     settle(&mut h);
-    assert_eq!(h.state().viewports[0].slice, 19);
+    assert_eq!(h.state().viewports[0].slice, 35);
 
     h.key_press(Key::Num2); // CT preset 2: lung
     h.step();
@@ -117,6 +117,17 @@ fn demo_study_opens_scrolls_windows_and_measures() {
     let spacing = h.state().series[0].series.instances[0].spacing.unwrap();
     assert_eq!(spacing.0, [1.4, 1.4], "spacing read from the file");
     h.snapshot("demo_line_measured");
+}
+
+#[test]
+fn the_model_label_is_always_on_screen() {
+    use egui_kittest::kittest::Queryable;
+    let mut h = harness(demo());
+    h.state_mut().model_label = Some(
+        "AI: radclip-demo — demo and research on synthetic data — not for clinical use".into(),
+    );
+    settle(&mut h);
+    h.get_by_label_contains("not for clinical use");
 }
 
 #[test]

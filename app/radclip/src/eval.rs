@@ -1,0 +1,422 @@
+//! `radclip eval`: the demo model's quality on held-out phantoms (a seed it was not trained on), measured
+//! through the same path a user's DICOM takes (window from the file, the engine's preprocessing).
+//!
+//! - zero-shot AUROC per finding, with the model's own `findings.toml` (pos/neg prompt ensembles);
+//! - expected calibration error of the shown probabilities (10 bins), with the card's temperature, and the
+//!   temperature that minimises the log-loss on a separate calibration seed;
+//! - paraphrase robustness: per image and finding, the range of the probabilities from five paraphrase
+//!   pairs that appear neither in training nor in `findings.toml`;
+//! - report retrieval: recall@5 of a report (of another study) stating the same findings;
+//! - heatmaps, each method: pointing game (the top patch overlaps the mask) and IoU at the best threshold
+//!   over the whole set (map bilinearly upsampled, min–max normalised, thresholds 0.05…0.95).
+
+use std::collections::BTreeMap;
+
+use anyhow::Context;
+use candle_core::{DType, Tensor};
+use radclip_clip::engine::Engine;
+use radclip_clip::heatmap::{EncodedImage, Method};
+use radclip_clip::preprocess::Rgb8;
+use radclip_clip::zeroshot::{self, FindingList};
+use radclip_phantom::{Kind, cxr_sample};
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::ai::ModelArgs;
+
+pub struct EvalArgs {
+    pub model: ModelArgs,
+    pub seed: u64,
+    pub count: u64,
+    pub size: usize,
+    pub calibration_seed: u64,
+    pub calibration_count: u64,
+    pub heatmaps: u64,
+}
+
+/// Area under the ROC curve (Mann–Whitney, ties count half).
+pub fn auroc(scores: &[f64], labels: &[bool]) -> Option<f64> {
+    let pos: Vec<f64> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| **l)
+        .map(|(s, _)| *s)
+        .collect();
+    let neg: Vec<f64> = scores
+        .iter()
+        .zip(labels)
+        .filter(|(_, l)| !**l)
+        .map(|(s, _)| *s)
+        .collect();
+    if pos.is_empty() || neg.is_empty() {
+        return None;
+    }
+    let mut wins = 0.0;
+    for p in &pos {
+        for n in &neg {
+            wins += if p > n {
+                1.0
+            } else if p == n {
+                0.5
+            } else {
+                0.0
+            };
+        }
+    }
+    Some(wins / (pos.len() * neg.len()) as f64)
+}
+
+/// Expected calibration error over equal-width bins.
+pub fn ece(probs: &[f64], labels: &[bool], bins: usize) -> f64 {
+    let mut sum = vec![(0f64, 0f64, 0usize); bins];
+    for (p, l) in probs.iter().zip(labels) {
+        let b = ((p * bins as f64) as usize).min(bins - 1);
+        sum[b].0 += p;
+        sum[b].1 += f64::from(u8::from(*l));
+        sum[b].2 += 1;
+    }
+    let n = probs.len().max(1) as f64;
+    sum.iter()
+        .filter(|b| b.2 > 0)
+        .map(|(p, y, k)| (*k as f64 / n) * (p / *k as f64 - y / *k as f64).abs())
+        .sum()
+}
+
+/// The logits z (before temperature) of every finding of every image: probability = σ(z / T).
+fn logits(engine: &Engine, feats: &Tensor, list: &FindingList) -> anyhow::Result<Vec<Vec<f64>>> {
+    let scores = zeroshot::score(engine, feats, list)?;
+    let t = engine.card.zero_shot.temperature;
+    Ok(scores
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|s| {
+                    let p = s.probability.clamp(1e-12, 1.0 - 1e-12);
+                    (p / (1.0 - p)).ln() * t
+                })
+                .collect()
+        })
+        .collect())
+}
+
+struct Rendered {
+    truth: radclip_phantom::CxrSample,
+    image: Rgb8,
+    masks: Vec<Vec<bool>>,
+}
+
+fn render(seed: u64, i: u64, size: usize) -> Rendered {
+    let s = cxr_sample(seed, i);
+    let img = s.case.render(size);
+    let frame = radclip_phantom::as_frame(&img);
+    Rendered {
+        image: Rgb8::from_rendered(&radclip_dicom::render(&frame, None)),
+        masks: img.masks,
+        truth: s,
+    }
+}
+
+fn encode(engine: &Engine, set: &[Rendered]) -> anyhow::Result<Tensor> {
+    let prepared = set
+        .iter()
+        .map(|r| engine.prepare(r.image.clone()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let refs: Vec<_> = prepared.iter().collect();
+    Ok(engine.encode_images(&refs, 32)?)
+}
+
+fn kind_of(list_name: &str) -> Option<Kind> {
+    Kind::ALL
+        .into_iter()
+        .find(|k| k.name().eq_ignore_ascii_case(list_name))
+}
+
+#[derive(Serialize, Default)]
+struct MethodScore {
+    pointing_game: f64,
+    best_threshold: f64,
+    mean_iou: f64,
+    per_finding: BTreeMap<String, (f64, f64)>,
+    maps: usize,
+}
+
+pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
+    let engine = crate::ai::load_engine(&args.model)?;
+    let list = FindingList::for_engine(&engine)?;
+    let kinds: Vec<Option<Kind>> = list.finding.iter().map(|f| kind_of(&f.name)).collect();
+    eprintln!(
+        "radclip eval: rendering {} held-out studies (seed {})…",
+        args.count, args.seed
+    );
+    let set: Vec<Rendered> = (0..args.count)
+        .into_par_iter()
+        .map(|i| render(args.seed, i, args.size))
+        .collect();
+    let feats = encode(&engine, &set)?;
+    let z = logits(&engine, &feats, &list)?;
+    let t_card = engine.card.zero_shot.temperature;
+
+    // Zero-shot AUROC and calibration.
+    let mut report = serde_json::Map::new();
+    let mut aurocs = BTreeMap::new();
+    let (mut all_p, mut all_y) = (Vec::new(), Vec::new());
+    for (fi, f) in list.finding.iter().enumerate() {
+        let Some(k) = kinds[fi] else { continue };
+        let y: Vec<bool> = set.iter().map(|r| r.truth.case.has(k)).collect();
+        let p: Vec<f64> = z
+            .iter()
+            .map(|row| 1.0 / (1.0 + (-row[fi] / t_card).exp()))
+            .collect();
+        if let Some(a) = auroc(&p, &y) {
+            aurocs.insert(f.name.clone(), a);
+        }
+        all_p.extend(p);
+        all_y.extend(y);
+    }
+    let mean_auc = aurocs.values().sum::<f64>() / aurocs.len().max(1) as f64;
+
+    // Temperature from a separate calibration set: the T minimising the log-loss.
+    let cal: Vec<Rendered> = (0..args.calibration_count)
+        .into_par_iter()
+        .map(|i| render(args.calibration_seed, i, args.size))
+        .collect();
+    let cz = logits(&engine, &encode(&engine, &cal)?, &list)?;
+    let mut cal_pairs = Vec::new();
+    for (fi, _) in list.finding.iter().enumerate() {
+        let Some(k) = kinds[fi] else { continue };
+        for (r, row) in cal.iter().zip(&cz) {
+            cal_pairs.push((row[fi], r.truth.case.has(k)));
+        }
+    }
+    let nll = |t: f64| -> f64 {
+        cal_pairs
+            .iter()
+            .map(|(z, y)| {
+                let p = (1.0 / (1.0 + (-z / t).exp())).clamp(1e-9, 1.0 - 1e-9);
+                if *y { -p.ln() } else { -(1.0 - p).ln() }
+            })
+            .sum::<f64>()
+    };
+    let fitted = (1..=400)
+        .map(|i| f64::from(i) * 0.025)
+        .min_by(|a, b| nll(*a).total_cmp(&nll(*b)))
+        .unwrap_or(1.0);
+    let p_fitted: Vec<f64> = {
+        let mut v = Vec::new();
+        for (fi, _) in list.finding.iter().enumerate() {
+            if kinds[fi].is_none() {
+                continue;
+            }
+            v.extend(z.iter().map(|row| 1.0 / (1.0 + (-row[fi] / fitted).exp())));
+        }
+        v
+    };
+
+    // Paraphrase robustness: probability range across 5 unseen pairs, per image and finding.
+    let scale = f64::from(engine.model.logit_scale_value()?);
+    let imgs: Vec<Vec<f32>> = radclip_clip::model::l2_normalize(&feats)?
+        .to_dtype(DType::F32)?
+        .to_vec2()?;
+    let mut spread = BTreeMap::new();
+    for k in Kind::ALL {
+        let pairs = radclip_phantom::report::held_out_paraphrases(k);
+        let texts: Vec<&str> = pairs.iter().flat_map(|(p, n)| [*p, *n]).collect();
+        let tf: Vec<Vec<f32>> = radclip_clip::model::l2_normalize(&engine.encode_texts(&texts)?)?
+            .to_dtype(DType::F32)?
+            .to_vec2()?;
+        let dot =
+            |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| f64::from(x * y)).sum::<f64>();
+        let mut ranges = Vec::new();
+        for img in &imgs {
+            let ps: Vec<f64> = (0..5)
+                .map(|j| {
+                    let zz = scale * (dot(img, &tf[2 * j]) - dot(img, &tf[2 * j + 1])) / fitted;
+                    1.0 / (1.0 + (-zz).exp())
+                })
+                .collect();
+            let hi = ps.iter().copied().fold(f64::MIN, f64::max);
+            let lo = ps.iter().copied().fold(f64::MAX, f64::min);
+            ranges.push(hi - lo);
+        }
+        ranges.sort_by(f64::total_cmp);
+        let mean = ranges.iter().sum::<f64>() / ranges.len().max(1) as f64;
+        let p90 = ranges.get(ranges.len() * 9 / 10).copied().unwrap_or(0.0);
+        spread.insert(k.name().to_string(), (mean, p90));
+    }
+
+    // Retrieval: each image's top 5 among the other studies' reports (findings sections).
+    let reports: Vec<String> = set
+        .iter()
+        .map(|r| r.truth.report.findings.clone())
+        .collect();
+    let rf: Vec<Vec<f32>> = radclip_clip::model::l2_normalize(&engine.encode_texts(&reports)?)?
+        .to_dtype(DType::F32)?
+        .to_vec2()?;
+    let label =
+        |r: &Rendered| -> Vec<bool> { Kind::ALL.iter().map(|k| r.truth.case.has(*k)).collect() };
+    let mut hits = 0usize;
+    for (qi, img) in imgs.iter().enumerate() {
+        let mut sims: Vec<(f64, usize)> = rf
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != qi)
+            .map(|(j, t)| (img.iter().zip(t).map(|(a, b)| f64::from(a * b)).sum(), j))
+            .collect();
+        sims.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let want = label(&set[qi]);
+        if sims.iter().take(5).any(|(_, j)| label(&set[*j]) == want) {
+            hits += 1;
+        }
+    }
+    let recall5 = hits as f64 / set.len().max(1) as f64;
+
+    // Heatmaps on the first studies with findings.
+    let prompt_of = |k: Kind| -> String {
+        list.finding
+            .iter()
+            .zip(&kinds)
+            .find(|(_, kk)| **kk == Some(k))
+            .and_then(|(f, _)| f.positive.first().cloned())
+            .unwrap_or_else(|| k.name().to_string())
+    };
+    let mut maps: Vec<(Method, Kind, Vec<f32>, Vec<bool>)> = Vec::new();
+    let grid_side = 128usize;
+    for r in set
+        .iter()
+        .filter(|r| !r.truth.case.findings.is_empty())
+        .take(args.heatmaps as usize)
+    {
+        let prepared = engine.prepare(r.image.clone())?;
+        let enc = EncodedImage::new(&engine, &prepared)?;
+        let size = r.image.width;
+        for (f, mask) in r.truth.case.findings.iter().zip(&r.masks) {
+            // Mask at 128² (a cell is in when half of it is).
+            let cell = size / grid_side;
+            let mut m = vec![false; grid_side * grid_side];
+            for (gi, v) in m.iter_mut().enumerate() {
+                let (gr, gc) = (gi / grid_side, gi % grid_side);
+                let mut on = 0;
+                for y in gr * cell..(gr + 1) * cell {
+                    for x in gc * cell..(gc + 1) * cell {
+                        on += usize::from(mask[y * size + x]);
+                    }
+                }
+                *v = on * 2 >= cell * cell;
+            }
+            if !m.iter().any(|v| *v) {
+                continue;
+            }
+            for method in Method::ALL {
+                let map = engine.heatmap(&enc, method, &prompt_of(f.kind))?;
+                let norm = map.normalized();
+                let up: Vec<f32> = (0..grid_side * grid_side)
+                    .map(|gi| {
+                        let (gr, gc) = (gi / grid_side, gi % grid_side);
+                        map.sample(&norm, gc * cell + cell / 2, gr * cell + cell / 2)
+                            .unwrap_or(0.0)
+                    })
+                    .collect();
+                // Pointing game on the patch grid: does the top patch overlap the mask?
+                let (gh, gw) = map.grid;
+                let top = norm
+                    .iter()
+                    .enumerate()
+                    .max_by(|a, b| a.1.total_cmp(b.1))
+                    .map_or(0, |(i, _)| i);
+                let (pr, pc) = (top / gw, top % gw);
+                let ps = size / gh.max(1);
+                let psx = size / gw.max(1);
+                let hit = (pr * ps..(pr + 1) * ps)
+                    .any(|y| (pc * psx..(pc + 1) * psx).any(|x| mask[y * size + x]));
+                let mut up = up;
+                up.push(if hit { 1.0 } else { 0.0 });
+                maps.push((method, f.kind, up, m.clone()));
+            }
+        }
+    }
+    let mut methods = BTreeMap::new();
+    for method in Method::ALL {
+        let mine: Vec<&(Method, Kind, Vec<f32>, Vec<bool>)> =
+            maps.iter().filter(|m| m.0 == method).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let iou_at = |t: f32, m: &(Method, Kind, Vec<f32>, Vec<bool>)| {
+            let (mut inter, mut uni) = (0usize, 0usize);
+            for (v, g) in m.2.iter().zip(&m.3) {
+                let p = *v >= t;
+                inter += usize::from(p && *g);
+                uni += usize::from(p || *g);
+            }
+            inter as f64 / uni.max(1) as f64
+        };
+        let thresholds: Vec<f32> = (1..20).map(|i| i as f32 * 0.05).collect();
+        let (best_t, best) = thresholds
+            .iter()
+            .map(|&t| {
+                (
+                    t,
+                    mine.iter().map(|m| iou_at(t, m)).sum::<f64>() / mine.len() as f64,
+                )
+            })
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .unwrap_or((0.5, 0.0));
+        let mut s = MethodScore {
+            pointing_game: mine
+                .iter()
+                .map(|m| f64::from(*m.2.last().unwrap_or(&0.0)))
+                .sum::<f64>()
+                / mine.len() as f64,
+            best_threshold: f64::from(best_t),
+            mean_iou: best,
+            maps: mine.len(),
+            ..Default::default()
+        };
+        for k in Kind::ALL {
+            let km: Vec<_> = mine.iter().filter(|m| m.1 == k).collect();
+            if km.is_empty() {
+                continue;
+            }
+            let pg = km
+                .iter()
+                .map(|m| f64::from(*m.2.last().unwrap_or(&0.0)))
+                .sum::<f64>()
+                / km.len() as f64;
+            let iou = km.iter().map(|m| iou_at(best_t, m)).sum::<f64>() / km.len() as f64;
+            s.per_finding.insert(k.name().to_string(), (pg, iou));
+        }
+        methods.insert(method.name().to_string(), s);
+    }
+
+    report.insert("model".into(), engine.dir.display().to_string().into());
+    report.insert(
+        "held_out".into(),
+        serde_json::json!({"seed": args.seed, "studies": args.count, "size": args.size}),
+    );
+    report.insert("zero_shot_auroc".into(), serde_json::to_value(&aurocs)?);
+    report.insert("zero_shot_auroc_mean".into(), mean_auc.into());
+    report.insert(
+        "calibration".into(),
+        serde_json::json!({
+            "card_temperature": t_card,
+            "ece_card_temperature": ece(&all_p, &all_y, 10),
+            "fitted_temperature": fitted,
+            "ece_fitted_temperature": ece(&p_fitted, &all_y, 10),
+            "calibration_set": {"seed": args.calibration_seed, "studies": args.calibration_count},
+        }),
+    );
+    report.insert(
+        "paraphrase_range".into(),
+        serde_json::to_value(
+            spread
+                .iter()
+                .map(|(k, (m, p))| (k.clone(), serde_json::json!({"mean": m, "p90": p})))
+                .collect::<BTreeMap<_, _>>(),
+        )?,
+    );
+    report.insert("retrieval_recall_at_5".into(), recall5.into());
+    report.insert("heatmaps".into(), serde_json::to_value(&methods)?);
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(report)).context("json")?;
+    println!("{text}");
+    Ok(())
+}
