@@ -264,26 +264,7 @@ impl BertText {
     }
 
     pub fn forward(&self, batch: &TextBatch, fwd: Fwd) -> Result<TextOutput> {
-        let b = batch.ids.len();
-        let l = batch.ids.first().map_or(0, Vec::len);
-        if b == 0 || l == 0 {
-            return Err(Error::Input("no text to encode".into()));
-        }
-        if l > self.config.max_position_embeddings {
-            return Err(Error::Input(format!(
-                "{l} tokens exceed the model's {} positions",
-                self.config.max_position_embeddings
-            )));
-        }
-        if batch.ids.iter().any(|r| r.len() != l) {
-            return Err(Error::Input("token rows of different lengths".into()));
-        }
-        let vocab = self.config.vocab_size as u32;
-        if batch.ids.iter().flatten().any(|&t| t >= vocab) {
-            return Err(Error::Input(format!(
-                "a token id is outside the vocabulary of {vocab}"
-            )));
-        }
+        let (b, l) = batch.check(self.config.max_position_embeddings, self.config.vocab_size)?;
         let dev = self.word_embeddings.device();
         let dtype = self.word_embeddings.dtype();
         let d = self.config.hidden_size;

@@ -265,6 +265,13 @@ pub struct EncoderOutput {
     pub attentions: Vec<Tensor>,
 }
 
+/// Tensor names of an encoder's layers: Hugging Face CLIP's, or timm's (fused qkv).
+#[derive(Clone, Copy)]
+enum Naming {
+    Clip,
+    Timm,
+}
+
 pub(crate) struct EncoderShape {
     hidden: usize,
     intermediate: usize,
@@ -275,46 +282,32 @@ pub(crate) struct EncoderShape {
 }
 
 impl Encoder {
+    /// CLIP's layers (`layers.{i}.layer_norm1/self_attn/layer_norm2/mlp`).
     fn load(w: &Weights, prefix: &str, s: &EncoderShape) -> Result<Self> {
-        let layers = (0..s.layers)
-            .map(|i| {
-                let p = format!("{prefix}.layers.{i}");
-                Ok(EncoderLayer {
-                    layer_norm1: LayerNorm::load(w, &format!("{p}.layer_norm1"), s.hidden, s.eps)?,
-                    self_attn: Attention::load(w, &format!("{p}.self_attn"), s.hidden, s.heads)?,
-                    layer_norm2: LayerNorm::load(w, &format!("{p}.layer_norm2"), s.hidden, s.eps)?,
-                    mlp: Mlp {
-                        fc1: Linear::load(
-                            w,
-                            &format!("{p}.mlp.fc1"),
-                            s.hidden,
-                            s.intermediate,
-                            true,
-                        )?,
-                        fc2: Linear::load(
-                            w,
-                            &format!("{p}.mlp.fc2"),
-                            s.intermediate,
-                            s.hidden,
-                            true,
-                        )?,
-                        act: s.act,
-                    },
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Encoder { layers })
+        Self::load_named(w, prefix, s, Naming::Clip)
     }
 
-    /// timm's ViT blocks (`blocks.{i}.norm1/attn/norm2/mlp`): the same pre-norm layer as CLIP's.
+    /// timm's ViT blocks (`{i}.norm1/attn/norm2/mlp`): the same pre-norm layer as CLIP's.
     fn load_timm(w: &Weights, prefix: &str, s: &EncoderShape) -> Result<Self> {
+        Self::load_named(w, prefix, s, Naming::Timm)
+    }
+
+    fn load_named(w: &Weights, prefix: &str, s: &EncoderShape, naming: Naming) -> Result<Self> {
+        let (layer, ln1, attn, ln2) = match naming {
+            Naming::Clip => ("layers.", "layer_norm1", "self_attn", "layer_norm2"),
+            Naming::Timm => ("", "norm1", "attn", "norm2"),
+        };
         let layers = (0..s.layers)
             .map(|i| {
-                let p = format!("{prefix}.{i}");
+                let p = format!("{prefix}.{layer}{i}");
+                let a = format!("{p}.{attn}");
                 Ok(EncoderLayer {
-                    layer_norm1: LayerNorm::load(w, &format!("{p}.norm1"), s.hidden, s.eps)?,
-                    self_attn: Attention::load_fused(w, &format!("{p}.attn"), s.hidden, s.heads)?,
-                    layer_norm2: LayerNorm::load(w, &format!("{p}.norm2"), s.hidden, s.eps)?,
+                    layer_norm1: LayerNorm::load(w, &format!("{p}.{ln1}"), s.hidden, s.eps)?,
+                    self_attn: match naming {
+                        Naming::Clip => Attention::load(w, &a, s.hidden, s.heads)?,
+                        Naming::Timm => Attention::load_fused(w, &a, s.hidden, s.heads)?,
+                    },
+                    layer_norm2: LayerNorm::load(w, &format!("{p}.{ln2}"), s.hidden, s.eps)?,
                     mlp: Mlp {
                         fc1: Linear::load(
                             w,
@@ -388,6 +381,32 @@ pub struct TextBatch {
     pub mask: Option<Vec<Vec<u32>>>,
 }
 
+impl TextBatch {
+    /// (rows, length) of a batch fit for a text tower with `max_positions` positions and `vocab` tokens:
+    /// not empty, rows of one length, ids inside the vocabulary.
+    pub fn check(&self, max_positions: usize, vocab: usize) -> Result<(usize, usize)> {
+        let b = self.ids.len();
+        let l = self.ids.first().map_or(0, Vec::len);
+        if b == 0 || l == 0 {
+            return Err(Error::Input("no text to encode".into()));
+        }
+        if l > max_positions {
+            return Err(Error::Input(format!(
+                "{l} tokens exceed the model's context of {max_positions}"
+            )));
+        }
+        if self.ids.iter().any(|r| r.len() != l) {
+            return Err(Error::Input("token rows of different lengths".into()));
+        }
+        if self.ids.iter().flatten().any(|&t| t as usize >= vocab) {
+            return Err(Error::Input(format!(
+                "a token id is outside the vocabulary of {vocab}"
+            )));
+        }
+        Ok((b, l))
+    }
+}
+
 impl TextTransformer {
     fn load(w: &Weights, c: &TextConfig) -> Result<Self> {
         let p = "text_model";
@@ -446,26 +465,7 @@ impl TextTransformer {
     }
 
     pub fn forward(&self, batch: &TextBatch, fwd: Fwd) -> Result<TextOutput> {
-        let b = batch.ids.len();
-        let l = batch.ids.first().map_or(0, Vec::len);
-        if b == 0 || l == 0 {
-            return Err(Error::Input("no text to encode".into()));
-        }
-        if l > self.config.max_position_embeddings {
-            return Err(Error::Input(format!(
-                "{l} tokens exceed the model's context of {}",
-                self.config.max_position_embeddings
-            )));
-        }
-        if batch.ids.iter().any(|r| r.len() != l) {
-            return Err(Error::Input("token rows of different lengths".into()));
-        }
-        let vocab = self.config.vocab_size as u32;
-        if batch.ids.iter().flatten().any(|&t| t >= vocab) {
-            return Err(Error::Input(format!(
-                "a token id is outside the vocabulary of {vocab}"
-            )));
-        }
+        let (b, l) = batch.check(self.config.max_position_embeddings, self.config.vocab_size)?;
         let dev = self.token_embedding.device();
         let dtype = self.token_embedding.dtype();
         let flat: Vec<u32> = batch.ids.iter().flatten().copied().collect();

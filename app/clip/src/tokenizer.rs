@@ -261,7 +261,8 @@ impl TextTokenizer {
     }
 }
 
-fn pad_batch(encoded: Vec<Vec<u32>>, pad: u32) -> TextBatch {
+/// Rows padded with `pad` to the longest, with the mask of real tokens.
+pub fn pad_batch(encoded: Vec<Vec<u32>>, pad: u32) -> TextBatch {
     let len = encoded.iter().map(Vec::len).max().unwrap_or(2);
     let mut ids = Vec::with_capacity(encoded.len());
     let mut mask = Vec::with_capacity(encoded.len());

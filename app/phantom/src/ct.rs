@@ -330,19 +330,12 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
             )
             .s(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "1\\0\\0\\0\\1\\0")
             .s(tags::SLICE_LOCATION, VR::DS, &format!("{z:.3}"))
-            .us(tags::SAMPLES_PER_PIXEL, 1)
-            .s(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2")
-            .us(tags::ROWS, rows)
-            .us(tags::COLUMNS, rows)
+            .mono12(rows, px)
             .s(
                 tags::PIXEL_SPACING,
                 VR::DS,
                 &format!("{}\\{}", opts.pixel_mm, opts.pixel_mm),
             )
-            .us(tags::BITS_ALLOCATED, 16)
-            .us(tags::BITS_STORED, 12)
-            .us(tags::HIGH_BIT, 11)
-            .us(tags::PIXEL_REPRESENTATION, 0)
             .s(tags::WINDOW_CENTER, VR::DS, "40\\-600")
             .s(tags::WINDOW_WIDTH, VR::DS, "400\\1500")
             .s(
@@ -352,12 +345,7 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
             )
             .s(tags::RESCALE_INTERCEPT, VR::DS, "-1024")
             .s(tags::RESCALE_SLOPE, VR::DS, "1")
-            .s(tags::RESCALE_TYPE, VR::LO, "HU")
-            .put(dicom_core::DataElement::new(
-                tags::PIXEL_DATA,
-                VR::OW,
-                dicom_core::PrimitiveValue::U16(px.into()),
-            ));
+            .s(tags::RESCALE_TYPE, VR::LO, "HU");
         dicom_out::write_file(
             &dir.join(format!("CT{:04}.dcm", s + 1)),
             b.done(),

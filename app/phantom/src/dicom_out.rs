@@ -68,6 +68,23 @@ impl Builder {
         self
     }
 
+    /// The Image Pixel module of an n×n, 12-bits-in-16, unsigned MONOCHROME2 image, with its pixels.
+    pub(crate) fn mono12(&mut self, n: u16, pixels: Vec<u16>) -> &mut Self {
+        self.us(tags::SAMPLES_PER_PIXEL, 1)
+            .s(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2")
+            .us(tags::ROWS, n)
+            .us(tags::COLUMNS, n)
+            .us(tags::BITS_ALLOCATED, 16)
+            .us(tags::BITS_STORED, 12)
+            .us(tags::HIGH_BIT, 11)
+            .us(tags::PIXEL_REPRESENTATION, 0)
+            .put(DataElement::new(
+                tags::PIXEL_DATA,
+                VR::OW,
+                PrimitiveValue::U16(pixels.into()),
+            ))
+    }
+
     pub(crate) fn done(self) -> InMemDicomObject {
         self.0
     }
@@ -175,25 +192,13 @@ pub fn write_dx(path: &Path, ids: &StudyIds, img: &DxImage) -> Result<()> {
         .s(tags::PIXEL_SPACING, VR::DS, &spacing)
         .s(tags::PIXEL_SPACING_CALIBRATION_TYPE, VR::CS, "GEOMETRY")
         .s(tags::DETECTOR_TYPE, VR::CS, "SCINTILLATOR")
-        .us(tags::SAMPLES_PER_PIXEL, 1)
-        .s(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2")
-        .us(tags::ROWS, n)
-        .us(tags::COLUMNS, n)
-        .us(tags::BITS_ALLOCATED, 16)
-        .us(tags::BITS_STORED, 12)
-        .us(tags::HIGH_BIT, 11)
-        .us(tags::PIXEL_REPRESENTATION, 0)
+        .mono12(n, img.pixels.to_vec())
         .s(tags::RESCALE_INTERCEPT, VR::DS, "0")
         .s(tags::RESCALE_SLOPE, VR::DS, "1")
         .s(tags::RESCALE_TYPE, VR::LO, "US")
         .s(tags::WINDOW_CENTER, VR::DS, &format!("{:.0}", img.window.0))
         .s(tags::WINDOW_WIDTH, VR::DS, &format!("{:.0}", img.window.1))
-        .s(tags::PRESENTATION_LUT_SHAPE, VR::CS, "IDENTITY")
-        .put(DataElement::new(
-            tags::PIXEL_DATA,
-            VR::OW,
-            PrimitiveValue::U16(img.pixels.to_vec().into()),
-        ));
+        .s(tags::PRESENTATION_LUT_SHAPE, VR::CS, "IDENTITY");
     write_file(
         path,
         b.done(),

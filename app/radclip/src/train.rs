@@ -179,24 +179,10 @@ fn encode_texts_bucketed(
     order.sort_by_key(|&i| ids[i].len());
     let mut feats = Vec::new();
     for chunk in order.chunks(48) {
-        let len = chunk.iter().map(|&i| ids[i].len()).max().unwrap_or(2);
-        let mut rows = Vec::new();
-        let mut mask = Vec::new();
-        for &i in chunk {
-            let mut r = ids[i].clone();
-            let mut m = vec![1u32; r.len()];
-            r.resize(len, 0);
-            m.resize(len, 0);
-            rows.push(r);
-            mask.push(m);
-        }
-        let out = model.text.forward(
-            &radclip_clip::TextBatch {
-                ids: rows,
-                mask: Some(mask),
-            },
-            fwd,
-        )?;
+        let rows = chunk.iter().map(|&i| ids[i].clone()).collect();
+        let out = model
+            .text
+            .forward(&radclip_clip::tokenizer::pad_batch(rows, 0), fwd)?;
         feats.push(model.text_projection.forward(&out.pooled)?);
     }
     let all = l2_normalize(&Tensor::cat(&feats, 0)?)?;
