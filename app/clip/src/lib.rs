@@ -12,6 +12,7 @@ pub mod heatmap;
 pub mod hub;
 pub mod model;
 pub mod openclip;
+pub mod ops;
 pub mod preprocess;
 pub mod tokenizer;
 pub mod train;

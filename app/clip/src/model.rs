@@ -3,7 +3,7 @@
 //! Our own rather than candle-transformers' `clip`: that one has only QuickGELU, a fixed LayerNorm eps, no
 //! padding mask and private internals, and its fused LayerNorm/softmax have no backward. Here every
 //! attention map, value and hidden state is reachable (heatmaps need them), and `Fwd { grad: true }` swaps
-//! the fused kernels for composed ops that autograd can differentiate (Grad-CAM, training).
+//! candle's fused kernels for ours in `ops`, which have a backward pass (Grad-CAM, training).
 
 use candle_core::{D, DType, Device, IndexOp, Tensor};
 
@@ -54,7 +54,7 @@ impl Linear {
         let lead: usize = dims[..dims.len() - 1].iter().product();
         let y = x.reshape((lead, in_dim))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => crate::ops::bias_add(&y, b)?,
             None => y,
         };
         let mut out = dims.to_vec();
@@ -83,11 +83,11 @@ impl LayerNorm {
 
     pub fn forward(&self, x: &Tensor, fwd: Fwd) -> CResult<Tensor> {
         if fwd.grad {
-            let mean = x.mean_keepdim(D::Minus1)?;
-            let xc = x.broadcast_sub(&mean)?;
-            let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-            let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-            xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+            crate::ops::affine(
+                &crate::ops::normalize_last(x, self.eps)?,
+                &self.weight,
+                &self.bias,
+            )
         } else {
             candle_nn::ops::layer_norm(&x.contiguous()?, &self.weight, &self.bias, self.eps as f32)
         }
@@ -96,7 +96,7 @@ impl LayerNorm {
 
 pub fn softmax_last(x: &Tensor, fwd: Fwd) -> CResult<Tensor> {
     if fwd.grad {
-        candle_nn::ops::softmax(x, D::Minus1)
+        crate::ops::softmax_last(x)
     } else {
         candle_nn::ops::softmax_last_dim(&x.contiguous()?)
     }
@@ -104,9 +104,8 @@ pub fn softmax_last(x: &Tensor, fwd: Fwd) -> CResult<Tensor> {
 
 pub fn activate(x: &Tensor, act: Activation) -> CResult<Tensor> {
     match act {
-        // Composed so that it has a backward pass: x / (1 + exp(-1.702 x)).
-        Activation::QuickGelu => x.broadcast_div(&((x * -1.702)?.exp()? + 1.0)?),
-        Activation::Gelu => x.gelu_erf(),
+        Activation::QuickGelu => crate::ops::quick_gelu(x),
+        Activation::Gelu => crate::ops::gelu_erf(x),
         Activation::GeluTanh => x.gelu(),
         Activation::Relu => x.relu(),
     }
