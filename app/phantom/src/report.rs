@@ -313,6 +313,120 @@ pub fn write(case: &CxrCase, rng: &mut impl Rng) -> Report {
     }
 }
 
+/// Names of each finding as radiologists write them: (text, takes an article).
+fn nouns(kind: Kind) -> &'static [(&'static str, bool)] {
+    match kind {
+        Kind::Nodule => &[
+            ("nodule", true),
+            ("pulmonary nodule", true),
+            ("nodular opacity", true),
+            ("rounded opacity", true),
+            ("small nodule", true),
+            ("well-defined nodule", true),
+            ("nodular lesion", true),
+            ("focal nodule", true),
+        ],
+        Kind::Mass => &[
+            ("mass", true),
+            ("pulmonary mass", true),
+            ("lung mass", true),
+            ("mass lesion", true),
+            ("large mass", true),
+            ("rounded mass", true),
+            ("soft tissue mass", true),
+            ("large rounded opacity", true),
+        ],
+        Kind::PleuralEffusion => &[
+            ("pleural effusion", true),
+            ("effusion", true),
+            ("pleural fluid", false),
+            ("layering pleural fluid", false),
+            ("blunting of the costophrenic angle", false),
+            ("costophrenic angle blunting", false),
+            ("hydrothorax", false),
+        ],
+        Kind::Pneumothorax => &[
+            ("pneumothorax", true),
+            ("apical pneumothorax", true),
+            ("ptx", false),
+            ("pleural air", false),
+            ("visible visceral pleural line", true),
+            ("partially collapsed lung", true),
+        ],
+        Kind::Consolidation => &[
+            ("consolidation", false),
+            ("airspace consolidation", false),
+            ("airspace opacity", true),
+            ("pneumonia", false),
+            ("lobar consolidation", false),
+            ("patchy consolidation", false),
+            ("infiltrate", true),
+            ("air bronchograms", false),
+        ],
+        Kind::Cardiomegaly => &[
+            ("cardiomegaly", false),
+            ("cardiac enlargement", false),
+            ("enlarged cardiac silhouette", true),
+            ("increased heart size", false),
+            ("large heart", true),
+            ("heart enlargement", false),
+        ],
+    }
+}
+
+/// A matched statement and negation of `kind` ("there is a small nodule" / "there is no small
+/// nodule"), composed from the finding's names and common report templates: the hard negatives that
+/// teach the text tower what "no" does, in more words than the reports use. Never one of the held-out
+/// paraphrases (those are redrawn).
+pub fn statement_pair(kind: Kind, rng: &mut impl Rng) -> (String, String) {
+    let held = held_out_paraphrases(kind);
+    let norm = |s: &str| s.trim().trim_end_matches('.').to_lowercase();
+    loop {
+        let (noun, countable) = nouns(kind).choose(rng).copied().unwrap_or(("", false));
+        let a = if !countable {
+            noun.to_string()
+        } else if noun.starts_with(['a', 'e', 'i', 'o', 'u']) {
+            format!("an {noun}")
+        } else {
+            format!("a {noun}")
+        };
+        let side = ["right", "left"][rng.random_range(0..2)];
+        let (p, n) = match rng.random_range(0..10) {
+            0 => (format!("{a} is seen"), format!("no {noun} is seen")),
+            1 => (format!("there is {a}"), format!("there is no {noun}")),
+            2 => (format!("evidence of {a}"), format!("no evidence of {noun}")),
+            3 => (noun.to_string(), format!("no {noun}")),
+            4 => (
+                format!("{a} is identified"),
+                format!("no {noun} is identified"),
+            ),
+            5 => (
+                format!("consistent with {a}"),
+                format!("negative for {noun}"),
+            ),
+            6 => (format!("{side} {noun}"), format!("no {side} {noun}")),
+            7 => (format!("suspicious for {a}"), format!("without {noun}")),
+            8 => (format!("{a} is noted"), format!("no definite {noun}")),
+            _ => (
+                format!("the image shows {a}"),
+                format!("the image shows no {noun}"),
+            ),
+        };
+        if held
+            .iter()
+            .flat_map(|(hp, hn)| [norm(hp), norm(hn)])
+            .any(|h| h == norm(&p) || h == norm(&n))
+        {
+            continue;
+        }
+        return if rng.random_bool(0.5) {
+            (format!("{}.", cap(&p)), format!("{}.", cap(&n)))
+        } else {
+            (p, n)
+        };
+    }
+}
+
 /// Five (positive, negative) phrasings per finding that the generator never writes as a whole text: the
 /// paraphrase-robustness test of `radclip eval`. A test checks the generator against them.
 pub fn held_out_paraphrases(kind: Kind) -> [(&'static str, &'static str); 5] {

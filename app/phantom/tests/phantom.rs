@@ -403,6 +403,9 @@ fn held_out_paraphrases_are_never_generated() {
         for k in Kind::ALL {
             generated.insert(norm(&report::generic_positive(k, &mut rng)));
             generated.insert(norm(report::negation(k, &mut rng)));
+            let (p, n) = report::statement_pair(k, &mut rng);
+            generated.insert(norm(&p));
+            generated.insert(norm(&n));
         }
     }
     assert!(generated.len() > 500);

@@ -57,7 +57,7 @@ pub fn demo_config() -> ClipConfig {
             num_hidden_layers: 4,
             num_attention_heads: 4,
             num_channels: 3,
-            image_size: 128,
+            image_size: 160,
             patch_size: 16,
             hidden_act: Activation::Gelu,
             layer_norm_eps: 1e-5,
@@ -160,6 +160,9 @@ fn corpus_tokens(tok: &ClipTokenizer, seed: u64) -> Vec<u32> {
         for k in Kind::ALL {
             ids.extend(tok.encode(&report::generic_positive(k, &mut rng)));
             ids.extend(tok.encode(report::negation(k, &mut rng)));
+            let (p, n) = report::statement_pair(k, &mut rng);
+            ids.extend(tok.encode(&p));
+            ids.extend(tok.encode(&n));
         }
     }
     ids.into_iter().collect()
@@ -317,13 +320,19 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             }
             for k in kinds {
                 let found = it.case.findings.iter().position(|f| f.kind == k);
-                let pos = match found {
-                    Some(fi) if rng.random_bool(0.6) => {
-                        report::sentence(&it.case, &it.case.findings[fi], &mut rng)
-                    }
-                    _ => report::generic_positive(k, &mut rng),
+                // Half the pairs are a statement and its own negation (the hardest negative); the
+                // rest pair report sentences and short prompts with the report's negations.
+                let (pos, neg) = if rng.random_bool(0.5) {
+                    report::statement_pair(k, &mut rng)
+                } else {
+                    let pos = match found {
+                        Some(fi) if rng.random_bool(0.6) => {
+                            report::sentence(&it.case, &it.case.findings[fi], &mut rng)
+                        }
+                        _ => report::generic_positive(k, &mut rng),
+                    };
+                    (pos, report::negation(k, &mut rng).to_string())
                 };
-                let neg = report::negation(k, &mut rng).to_string();
                 let (p, n) = (text_id(pos, &mut texts), text_id(neg, &mut texts));
                 pair_img.push(bi as u32);
                 pair_pos.push(p as u32);
