@@ -1,28 +1,95 @@
 //! Small, forgiving readers of DICOM attributes. A missing or malformed optional attribute reads as `None`,
 //! never as an error: real files are messy and one odd value must not stop a study from opening.
 
-use dicom_core::Tag;
-use dicom_dictionary_std::tags;
+use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+use dicom_core::{Tag, VR};
+use dicom_dictionary_std::{StandardDataDictionary, tags};
 use dicom_object::InMemDicomObject;
 
 pub type Obj = InMemDicomObject;
 
+/// An element some writer stored with VR UN: its bytes, and the VR the dictionary gives the tag. Its
+/// value is then read as that VR (as pydicom does), not as raw bytes: "1 " as a slope of 49 would
+/// silently change every pixel value.
+fn unknown_vr(obj: &Obj, tag: Tag) -> Option<(Vec<u8>, VR)> {
+    let e = obj.get(tag)?;
+    if e.vr() != VR::UN {
+        return None;
+    }
+    let vr = StandardDataDictionary.by_tag(tag)?.vr().relaxed();
+    Some((e.to_bytes().ok()?.into_owned(), vr))
+}
+
+/// The text values of a UN element whose dictionary VR is a text VR (DS, IS, CS…).
+fn unknown_text(obj: &Obj, tag: Tag) -> Option<Vec<String>> {
+    let (bytes, vr) = unknown_vr(obj, tag)?;
+    if !matches!(
+        vr,
+        VR::DS
+            | VR::IS
+            | VR::CS
+            | VR::LO
+            | VR::SH
+            | VR::LT
+            | VR::ST
+            | VR::UT
+            | VR::UI
+            | VR::DA
+            | VR::TM
+    ) {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    Some(
+        text.split('\\')
+            .map(|v| v.trim_matches(|c: char| c == ' ' || c == '\0').to_string())
+            .collect(),
+    )
+}
+
+/// The numbers of a UN element whose dictionary VR is a binary integer VR (little endian).
+fn unknown_binary_int(obj: &Obj, tag: Tag) -> Option<i64> {
+    let (b, vr) = unknown_vr(obj, tag)?;
+    match (vr, b.as_slice()) {
+        (VR::US, [a, c, ..]) => Some(i64::from(u16::from_le_bytes([*a, *c]))),
+        (VR::SS, [a, c, ..]) => Some(i64::from(i16::from_le_bytes([*a, *c]))),
+        (VR::UL, [a, c, d, e, ..]) => Some(i64::from(u32::from_le_bytes([*a, *c, *d, *e]))),
+        (VR::SL, [a, c, d, e, ..]) => Some(i64::from(i32::from_le_bytes([*a, *c, *d, *e]))),
+        _ => None,
+    }
+}
+
 pub fn string(obj: &Obj, tag: Tag) -> Option<String> {
-    let s = obj.get(tag)?.to_str().ok()?;
+    let s = match unknown_text(obj, tag) {
+        Some(v) => v.join("\\"),
+        None => obj.get(tag)?.to_str().ok()?.into_owned(),
+    };
     let s = s.trim_matches(|c: char| c == ' ' || c == '\0').to_string();
     (!s.is_empty()).then_some(s)
 }
 
 pub fn int(obj: &Obj, tag: Tag) -> Option<i64> {
+    if let Some(v) = unknown_text(obj, tag) {
+        return v.first()?.parse().ok();
+    }
+    if let Some(v) = unknown_binary_int(obj, tag) {
+        return Some(v);
+    }
     obj.get(tag)?.to_int::<i64>().ok()
 }
 
 pub fn float(obj: &Obj, tag: Tag) -> Option<f64> {
-    obj.get(tag)?.to_float64().ok().filter(|v| v.is_finite())
+    floats(obj, tag)?.first().copied()
 }
 
 pub fn floats(obj: &Obj, tag: Tag) -> Option<Vec<f64>> {
-    let v = obj.get(tag)?.to_multi_float64().ok()?;
+    let v = match unknown_text(obj, tag) {
+        Some(text) => text
+            .iter()
+            .map(|t| t.parse::<f64>().ok())
+            .collect::<Option<Vec<f64>>>()?,
+        None => obj.get(tag)?.to_multi_float64().ok()?,
+    };
     (!v.is_empty() && v.iter().all(|x| x.is_finite())).then_some(v)
 }
 

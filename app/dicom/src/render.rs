@@ -4,7 +4,7 @@
 
 use rayon::prelude::*;
 
-use crate::pixel::{ColorModel, Frame, Samples, VoiFunction, Window};
+use crate::pixel::{ColorModel, Frame, Samples, Voi, VoiFunction, Window};
 
 /// Display pixels, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,8 +35,15 @@ impl Rendered {
 /// The largest stored-value span for which a lookup table is built; wider (32-bit) data is mapped per pixel.
 const MAX_LUT: i64 = 1 << 20;
 
-/// Renders a frame with `window` (modality units) or, if `None`, the frame's default window.
+/// Renders a frame with `window` (modality units) or, if `None`, the frame's default VOI (its VOI LUT
+/// table, else its window, else min/max).
 pub fn render(frame: &Frame, window: Option<(Window, VoiFunction)>) -> Rendered {
+    let voi = window.map(|(w, f)| Voi::Window(w, f));
+    render_voi(frame, voi.as_ref())
+}
+
+/// Renders a frame with an explicit VOI stage, or the frame's default when `None`.
+pub fn render_voi(frame: &Frame, voi: Option<&Voi>) -> Rendered {
     let (rows, cols) = (frame.rows, frame.cols);
     match &frame.color {
         ColorModel::Rgb => Rendered::Rgb {
@@ -55,23 +62,98 @@ pub fn render(frame: &Frame, window: Option<(Window, VoiFunction)>) -> Rendered 
             Rendered::Rgb { rows, cols, data }
         }
         ColorModel::Mono { invert } => {
-            let (w, f) = window.unwrap_or_else(|| frame.default_window());
-            let to_display = |stored: i64| {
-                let y = f.apply(frame.modality.apply(stored as f64), w);
-                let y = if *invert { 1.0 - y } else { y };
-                (y * 255.0).round().clamp(0.0, 255.0) as u8
-            };
             let (lo, hi) = frame.stored_range;
             let data = if hi - lo < MAX_LUT {
-                let lut: Vec<u8> = (lo..=hi).map(to_display).collect();
+                let lut = display_lut_span(frame, voi, lo, hi);
                 let look = |s: i64| lut.get((s - lo) as usize).copied().unwrap_or(0);
                 map_samples(&frame.samples, look)
             } else {
-                map_samples(&frame.samples, to_display)
+                let default;
+                let voi = match voi {
+                    Some(v) => v,
+                    None => {
+                        default = frame.default_voi();
+                        &default
+                    }
+                };
+                map_samples(&frame.samples, |s| to_display(frame, voi, *invert, s))
             };
             Rendered::Grey { rows, cols, data }
         }
     }
+}
+
+/// Stored value → display byte: modality LUT, VOI, presentation (MONOCHROME1 / INVERSE).
+fn to_display(frame: &Frame, voi: &Voi, invert: bool, stored: i64) -> u8 {
+    let y = voi.apply(frame.modality.apply(stored as f64));
+    let y = if invert { 1.0 - y } else { y };
+    (y * 255.0).round().clamp(0.0, 255.0) as u8
+}
+
+fn display_lut_span(frame: &Frame, voi: Option<&Voi>, lo: i64, hi: i64) -> Vec<u8> {
+    let invert = matches!(frame.color, ColorModel::Mono { invert: true });
+    let default;
+    let voi = match voi {
+        Some(v) => v,
+        None => {
+            default = frame.default_voi();
+            &default
+        }
+    };
+    (lo..=hi)
+        .map(|s| to_display(frame, voi, invert, s))
+        .collect()
+}
+
+/// The largest stored-value span a [`DisplayLut`] covers: it is indexed by 16-bit texels on the GPU.
+pub const GPU_LUT_MAX: usize = 1 << 16;
+
+/// The whole pixel pipeline of a monochrome frame as one table, indexed by `stored − first`: what the
+/// viewer's GPU path samples, so that it shows exactly what [`render`] computes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DisplayLut {
+    pub first: i64,
+    pub table: Vec<u8>,
+}
+
+/// The display table of a monochrome frame whose stored values span at most [`GPU_LUT_MAX`] values;
+/// `None` for colour frames and wider (32-bit) data.
+pub fn display_lut(frame: &Frame, voi: Option<&Voi>) -> Option<DisplayLut> {
+    let (lo, hi) = frame.stored_range;
+    let fits = usize::try_from(hi - lo).is_ok_and(|span| span < GPU_LUT_MAX);
+    (matches!(frame.color, ColorModel::Mono { .. }) && fits).then(|| DisplayLut {
+        first: lo,
+        table: display_lut_span(frame, voi, lo, hi),
+    })
+}
+
+/// Every sample of a monochrome frame as `stored − first` in 16 bits, the index into its
+/// [`DisplayLut`]; `None` where [`display_lut`] is `None`.
+pub fn lut_indices(frame: &Frame) -> Option<Vec<u16>> {
+    let (lo, hi) = frame.stored_range;
+    if !matches!(frame.color, ColorModel::Mono { .. })
+        || !usize::try_from(hi - lo).is_ok_and(|span| span < GPU_LUT_MAX)
+    {
+        return None;
+    }
+    fn go<T: Copy + Sync + Into<i64>>(v: &[T], lo: i64) -> Vec<u16> {
+        let mut out = vec![0u16; v.len()];
+        out.par_chunks_mut(1 << 16)
+            .zip(v.par_chunks(1 << 16))
+            .for_each(|(o, i)| {
+                o.iter_mut()
+                    .zip(i)
+                    .for_each(|(o, &s)| *o = (s.into() - lo) as u16)
+            });
+        out
+    }
+    Some(match &frame.samples {
+        Samples::U8(v) => go(v, lo),
+        Samples::U16(v) => go(v, lo),
+        Samples::I16(v) => go(v, lo),
+        Samples::U32(v) => go(v, lo),
+        Samples::I32(v) => go(v, lo),
+    })
 }
 
 /// Applies `f` to every sample in parallel chunks.

@@ -86,6 +86,7 @@ pub fn as_frame(img: &CxrImage) -> radclip_dicom::Frame {
             width: w,
         }],
         voi_function: radclip_dicom::VoiFunction::Linear,
+        voi_luts: Vec::new(),
         stored_range: (i64::from(lo), i64::from(hi)),
     }
 }

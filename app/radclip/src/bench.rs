@@ -40,7 +40,7 @@ pub fn decode(files: &[PathBuf], repeat: usize) -> anyhow::Result<()> {
 
 /// One window/level change on a `size`² 16-bit frame as the viewer does it on the CPU: VOI LUT through the
 /// lookup table, then conversion to the egui image that is uploaded as a texture.
-pub fn window_level(size: u32, repeat: usize) -> anyhow::Result<()> {
+pub fn window_level(size: u32, repeat: usize, gpu: bool) -> anyhow::Result<()> {
     let n = size as usize * size as usize;
     let mut seed: u32 = 12345;
     let samples: Vec<u16> = (0..n)
@@ -60,6 +60,7 @@ pub fn window_level(size: u32, repeat: usize) -> anyhow::Result<()> {
         },
         windows: vec![],
         voi_function: dicom::VoiFunction::Linear,
+        voi_luts: Vec::new(),
         stored_range: (0, 4095),
     };
     let mut times = Vec::with_capacity(repeat);
@@ -78,6 +79,164 @@ pub fn window_level(size: u32, repeat: usize) -> anyhow::Result<()> {
     println!(
         "{}",
         serde_json::json!({"bench": "window_level_cpu", "size": size, "median_ms": med, "fps_bound": 1e3 / med})
+    );
+    if gpu {
+        window_level_frames(&frame, repeat)?;
+    }
+    Ok(())
+}
+
+/// Whole frames after a W/L change on a wgpu device (the first adapter egui picks; lavapipe on a machine
+/// without a GPU), both ways into the same 1024² target, each waited for until the device is idle:
+/// the CPU path as the viewer's egui renderer does it (VOI → RGBA image → texture upload → textured
+/// quad), and the GPU path (display table → 64 KB upload → the VOI shader).
+fn window_level_frames(frame: &dicom::Frame, repeat: usize) -> anyhow::Result<()> {
+    use radclip_viewer::gpu::{GpuFrame, GpuImage, GpuTable, VoiPipeline, egui_wgpu, wgpu};
+    let setup = egui_wgpu::WgpuSetup::without_display_handle();
+    let instance = pollster::block_on(setup.new_instance());
+    let config = egui_wgpu::WgpuConfiguration {
+        wgpu_setup: setup,
+        ..Default::default()
+    };
+    let rs = pollster::block_on(egui_wgpu::RenderState::create(
+        &config,
+        &instance,
+        None,
+        egui_wgpu::RendererOptions::default(),
+    ))
+    .map_err(|e| anyhow::anyhow!("no wgpu device for the GPU benchmark: {e}"))?;
+    let adapter = rs.adapter.get_info();
+    let (device, queue) = (&rs.device, &rs.queue);
+    let target_size = 1024u32;
+    let target = device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("bench_target"),
+        size: wgpu::Extent3d {
+            width: target_size,
+            height: target_size,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: rs.target_format,
+        usage: wgpu::TextureUsages::RENDER_ATTACHMENT,
+        view_formats: &[],
+    });
+    let view = target.create_view(&wgpu::TextureViewDescriptor::default());
+    let window = |i: usize| dicom::Window {
+        center: 40.0 + i as f64,
+        width: 400.0 + 2.0 * i as f64,
+    };
+    let full = egui::Rect::from_min_size(
+        egui::Pos2::ZERO,
+        egui::vec2(target_size as f32, target_size as f32),
+    );
+    let corners = [
+        full.left_top(),
+        full.right_top(),
+        full.right_bottom(),
+        full.left_bottom(),
+    ];
+    let screen = egui_wgpu::ScreenDescriptor {
+        size_in_pixels: [target_size, target_size],
+        pixels_per_point: 1.0,
+    };
+    let run_pass = |encoder: &mut wgpu::CommandEncoder,
+                    draw: &mut dyn FnMut(&mut wgpu::RenderPass<'static>)| {
+        let mut pass = encoder
+            .begin_render_pass(&wgpu::RenderPassDescriptor {
+                label: Some("bench_pass"),
+                color_attachments: &[Some(wgpu::RenderPassColorAttachment {
+                    view: &view,
+                    resolve_target: None,
+                    ops: wgpu::Operations {
+                        load: wgpu::LoadOp::Clear(wgpu::Color::BLACK),
+                        store: wgpu::StoreOp::Store,
+                    },
+                    depth_slice: None,
+                })],
+                depth_stencil_attachment: None,
+                timestamp_writes: None,
+                occlusion_query_set: None,
+                multiview_mask: None,
+            })
+            .forget_lifetime();
+        draw(&mut pass);
+    };
+    let wait = || device.poll(wgpu::PollType::wait_indefinitely());
+
+    // CPU path through egui's own renderer.
+    let mut renderer = rs.renderer.write();
+    let tex = egui::TextureId::Managed(1);
+    let mut mesh = egui::Mesh::with_texture(tex);
+    mesh.add_rect_with_uv(
+        full,
+        egui::Rect::from_min_max(egui::pos2(0.0, 0.0), egui::pos2(1.0, 1.0)),
+        egui::Color32::WHITE,
+    );
+    let jobs = [egui::epaint::ClippedPrimitive {
+        clip_rect: full,
+        primitive: egui::epaint::Primitive::Mesh(mesh),
+    }];
+    let mut cpu_times = Vec::with_capacity(repeat);
+    for i in 0..repeat.max(1) + 1 {
+        let t = Instant::now();
+        let img = radclip_viewer::app::color_image(
+            frame,
+            Some((window(i), dicom::VoiFunction::Linear)),
+            false,
+        );
+        let delta = egui::epaint::ImageDelta::full(img, egui::TextureOptions::LINEAR);
+        renderer.update_texture(device, queue, tex, &delta);
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let extra = renderer.update_buffers(device, queue, &mut encoder, &jobs, &screen);
+        run_pass(&mut encoder, &mut |pass| {
+            renderer.render(pass, &jobs, &screen)
+        });
+        queue.submit(extra.into_iter().chain([encoder.finish()]));
+        wait()?;
+        // The first round allocates the texture; it is not a W/L change.
+        if i > 0 {
+            cpu_times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    drop(renderer);
+
+    // GPU path: the frame's indices once (a new slice), then one table per change.
+    let pipeline = VoiPipeline::new(device, rs.target_format);
+    let indices =
+        dicom::lut_indices(frame).ok_or_else(|| anyhow::anyhow!("frame has no indices"))?;
+    let t = Instant::now();
+    let gpu_frame = GpuFrame::new(frame.cols, frame.rows, indices);
+    let table0 = dicom::display_lut(frame, None)
+        .map(|l| l.table)
+        .unwrap_or_default();
+    let mut image = GpuImage::new(device, queue, &pipeline, &gpu_frame, &GpuTable::new(table0));
+    queue.submit([]);
+    wait()?;
+    let slice_ms = t.elapsed().as_secs_f64() * 1e3;
+    let mut gpu_times = Vec::with_capacity(repeat);
+    for i in 0..repeat.max(1) {
+        let t = Instant::now();
+        let voi = dicom::Voi::Window(window(i), dicom::VoiFunction::Linear);
+        let table = dicom::display_lut(frame, Some(&voi))
+            .map(|l| l.table)
+            .unwrap_or_default();
+        image.upload_table(queue, &GpuTable::new(table));
+        image.place(queue, &pipeline, corners, [target_size as f32; 2]);
+        let mut encoder = device.create_command_encoder(&Default::default());
+        run_pass(&mut encoder, &mut |pass| image.draw(&pipeline, pass));
+        queue.submit([encoder.finish()]);
+        wait()?;
+        gpu_times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let (cpu, gpu) = (median(cpu_times), median(gpu_times));
+    println!(
+        "{}",
+        serde_json::json!({"bench": "window_level_frame", "size": frame.cols, "adapter": adapter.name,
+            "device_type": format!("{:?}", adapter.device_type), "target": target_size,
+            "cpu_path_ms": cpu, "gpu_path_ms": gpu, "gpu_path_new_slice_ms": slice_ms,
+            "cpu_path_fps": 1e3 / cpu, "gpu_path_fps": 1e3 / gpu})
     );
     Ok(())
 }

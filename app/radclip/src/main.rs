@@ -261,12 +261,15 @@ enum BenchWhat {
         #[arg(long, default_value_t = 5)]
         repeat: usize,
     },
-    /// One window/level change on a SIZE² 16-bit image (CPU path of the viewer).
+    /// One window/level change on a SIZE² 16-bit image: the CPU side of the viewer's texture path; with
+    /// --gpu also whole frames on a wgpu device, texture path against the GPU VOI path.
     WindowLevel {
         #[arg(long, default_value_t = 2048)]
         size: u32,
         #[arg(long, default_value_t = 60)]
         repeat: usize,
+        #[arg(long)]
+        gpu: bool,
     },
 }
 
@@ -419,7 +422,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }),
         Some(Command::Bench { what }) => match what {
             BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),
-            BenchWhat::WindowLevel { size, repeat } => bench::window_level(size, repeat),
+            BenchWhat::WindowLevel { size, repeat, gpu } => bench::window_level(size, repeat, gpu),
             BenchWhat::Open { dir } => bench::open(&dir),
             BenchWhat::Clip {
                 model,

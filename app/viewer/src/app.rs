@@ -12,6 +12,7 @@ use radclip_dicom::{
     self as dicom, FrameKey, LoadEvent, Loader, Series, StudyTree, VoiFunction, Window,
 };
 
+use crate::gpu::{GpuFrame, GpuTable, VoiCallback};
 use crate::state::{
     Command, DragAction, Layout, Measurement, MeasurementKind, MouseBindings, Tool, Viewport,
     presets,
@@ -34,8 +35,20 @@ pub struct SeriesEntry {
 
 struct ShownTexture {
     key: (FrameKey, Option<(u64, u64)>, bool),
-    texture: TextureHandle,
+    picture: Picture,
     size: Vec2,
+}
+
+/// How a viewport's image reaches the screen.
+enum Picture {
+    /// The rendered 8-bit image as an egui texture (colour frames, 32-bit data, no wgpu).
+    Texture(TextureHandle),
+    /// Table indices plus the display table, combined by a shader (`gpu.rs`): a W/L change
+    /// uploads only the table.
+    Gpu {
+        frame: Arc<GpuFrame>,
+        table: Arc<GpuTable>,
+    },
 }
 
 struct Drag {
@@ -71,9 +84,26 @@ pub struct ViewerApp {
     show_help: bool,
     /// The transform each viewport was last drawn with (for tests and tools that map screen ↔ image).
     pub transforms: HashMap<usize, ViewTransform>,
+    /// Set by [`ViewerApp::enable_gpu_voi`]: the largest texture side the GPU path takes.
+    gpu_side: Option<u32>,
 }
 
 impl ViewerApp {
+    /// Moves the VOI stage of monochrome images to the GPU of `render_state` (eframe's or a test
+    /// renderer's): a W/L change then uploads a ≤ 64 KB table instead of the whole image.
+    pub fn enable_gpu_voi(&mut self, render_state: &eframe::egui_wgpu::RenderState) {
+        self.gpu_side = Some(crate::gpu::install(render_state));
+        self.shown.clear();
+    }
+
+    /// Whether the viewport's image is drawn by the GPU VOI path (for tests).
+    pub fn is_gpu_drawn(&self, index: usize) -> bool {
+        matches!(
+            self.shown.get(&index).map(|s| &s.picture),
+            Some(Picture::Gpu { .. })
+        )
+    }
+
     /// A viewer that starts scanning `path` in the background. `ctx` is woken by the workers.
     pub fn new(ctx: &egui::Context, path: Option<PathBuf>) -> std::io::Result<Self> {
         let waker = ctx.clone();
@@ -101,6 +131,7 @@ impl ViewerApp {
             cine_acc: 0.0,
             show_help: false,
             transforms: HashMap::new(),
+            gpu_side: None,
         };
         if let Some(p) = path {
             app.open(ctx, p);
@@ -565,7 +596,23 @@ impl ViewerApp {
             flip_h: v.flip_h,
             flip_v: v.flip_v,
         };
-        draw_image(&painter, shown.texture.id(), &t);
+        match &shown.picture {
+            Picture::Texture(texture) => draw_image(&painter, texture.id(), &t),
+            Picture::Gpu { frame, table } => {
+                let (w, h) = (t.image_size.x, t.image_size.y);
+                let corners = [pos2(0.0, 0.0), pos2(w, 0.0), pos2(w, h), pos2(0.0, h)]
+                    .map(|p| t.screen_from_image(p));
+                painter.add(eframe::egui_wgpu::Callback::new_paint_callback(
+                    rect,
+                    VoiCallback {
+                        viewport: index,
+                        frame: frame.clone(),
+                        table: table.clone(),
+                        corners,
+                    },
+                ));
+            }
+        }
         self.transforms.insert(index, t);
         if frame.is_none()
             && let Some(e) = self.loader.cache().failure(&key.path)
@@ -630,27 +677,74 @@ impl ViewerApp {
         if self.shown.get(&index).is_some_and(|s| s.key == full_key) {
             return;
         }
-        let img = color_image(frame, v.window, v.invert);
         let size = vec2(frame.cols as f32, frame.rows as f32);
+        if let Some(picture) = self.gpu_picture(index, key, frame, v) {
+            self.shown.insert(
+                index,
+                ShownTexture {
+                    key: full_key,
+                    picture,
+                    size,
+                },
+            );
+            return;
+        }
+        let img = color_image(frame, v.window, v.invert);
         match self.shown.get_mut(&index) {
-            Some(s) => {
-                s.texture.set(img, TextureOptions::LINEAR);
-                s.key = full_key;
-                s.size = size;
+            Some(ShownTexture {
+                picture: Picture::Texture(texture),
+                key,
+                size: s,
+            }) => {
+                texture.set(img, TextureOptions::LINEAR);
+                *key = full_key;
+                *s = size;
             }
-            None => {
+            _ => {
                 let texture =
                     ctx.load_texture(format!("viewport-{index}"), img, TextureOptions::LINEAR);
                 self.shown.insert(
                     index,
                     ShownTexture {
                         key: full_key,
-                        texture,
+                        picture: Picture::Texture(texture),
                         size,
                     },
                 );
             }
         }
+    }
+
+    /// The GPU picture of a monochrome frame: the frame's table indices are re-used while only the
+    /// window or the invert toggle changes. `None` when the GPU path is off or cannot take the frame.
+    fn gpu_picture(
+        &self,
+        index: usize,
+        key: &FrameKey,
+        frame: &dicom::Frame,
+        v: &Viewport,
+    ) -> Option<Picture> {
+        let side = self.gpu_side?;
+        if frame.cols > side || frame.rows > side {
+            return None;
+        }
+        let voi = v.window.map(|(w, f)| dicom::Voi::Window(w, f));
+        let mut table = dicom::display_lut(frame, voi.as_ref())?.table;
+        if v.invert {
+            table.iter_mut().for_each(|p| *p = 255 - *p);
+        }
+        let same_frame = self.shown.get(&index).and_then(|s| match &s.picture {
+            Picture::Gpu { frame, .. } if s.key.0 == *key => Some(frame.clone()),
+            _ => None,
+        });
+        let frame = match same_frame {
+            Some(f) => f,
+            None => GpuFrame::new(frame.cols, frame.rows, dicom::lut_indices(frame)?),
+        };
+        Some(Picture::Gpu {
+            frame,
+            table: GpuTable::new(table),
+        })
     }
 
     /// Applies a command to a viewport and keeps linked viewports in step.
@@ -962,13 +1056,17 @@ impl ViewerApp {
             font.clone(),
             col,
         );
-        let window = v.window.map(|w| w.0).or_else(|| {
-            frame
-                .filter(|f| !f.is_color())
-                .map(|f| f.default_window().0)
-        });
-        let mut br = match window {
-            Some(w) => format!("W {:.0} L {:.0}", w.width, w.center),
+        let voi = v
+            .window
+            .map(|(w, f)| dicom::Voi::Window(w, f))
+            .or_else(|| frame.filter(|f| !f.is_color()).map(|f| f.default_voi()));
+        let mut br = match voi {
+            Some(dicom::Voi::Window(w, _)) => format!("W {:.0} L {:.0}", w.width, w.center),
+            // The file's VOI LUT table is shown as it is named, not as an equivalent window.
+            Some(dicom::Voi::Table(t)) => match &t.explanation {
+                Some(e) => format!("VOI LUT: {e}"),
+                None => "VOI LUT".into(),
+            },
             None => String::new(),
         };
         br += &format!("\nZoom {:.0}%", t.scale() * 100.0);

@@ -2,6 +2,7 @@
 //! algorithm: decoding, the pixel pipeline and measurements live in the engine.
 
 pub mod app;
+pub mod gpu;
 pub mod labels;
 pub mod state;
 pub mod tags;
@@ -49,6 +50,9 @@ pub fn run(
         Box::new(move |cc| {
             let mut app = ViewerApp::new(&cc.egui_ctx, path)?;
             app.model_label = model_label;
+            if let Some(rs) = &cc.wgpu_render_state {
+                app.enable_gpu_voi(rs);
+            }
             Ok(Box::new(EframeApp(app)))
         }),
     )

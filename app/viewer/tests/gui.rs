@@ -23,6 +23,21 @@ fn harness(path: PathBuf) -> Harness<'static, ViewerApp> {
         .build_ui_state(|ui, app: &mut ViewerApp| app.ui(ui), app)
 }
 
+/// The same viewer with its VOI stage on the GPU (`gpu.rs`), on the harness's own wgpu device.
+fn gpu_harness(path: PathBuf) -> Harness<'static, ViewerApp> {
+    let rs = egui_kittest::wgpu::create_render_state(
+        egui_kittest::wgpu::default_wgpu_setup(),
+        eframe::egui_wgpu::RendererOptions::PREDICTABLE,
+    );
+    let ctx = egui::Context::default();
+    let mut app = ViewerApp::new(&ctx, Some(path)).unwrap();
+    app.enable_gpu_voi(&rs);
+    Harness::builder()
+        .with_size(vec2(1100.0, 720.0))
+        .renderer(egui_kittest::wgpu::WgpuTestRenderer::from_render_state(rs))
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui(ui), app)
+}
+
 /// Steps until the background scan and all decoding are done (workers run on other threads), so the
 /// status bar (cache size) is the same on every run.
 fn settle(h: &mut Harness<'_, ViewerApp>) {
@@ -152,4 +167,68 @@ fn broken_file_shows_a_message_not_a_panic() {
     }
     h.step();
     assert!(h.state().series.is_empty());
+}
+
+/// Pixels of two renders that differ by more than one level in any channel, and the largest difference.
+fn differing_pixels(a: &image::RgbaImage, b: &image::RgbaImage) -> (usize, u8) {
+    assert_eq!(a.dimensions(), b.dimensions());
+    a.pixels()
+        .zip(b.pixels())
+        .fold((0, 0), |(n, worst), (p, q)| {
+            let d =
+                p.0.iter()
+                    .zip(q.0)
+                    .map(|(x, y)| x.abs_diff(y))
+                    .max()
+                    .unwrap_or(0);
+            (n + usize::from(d > 1), worst.max(d))
+        })
+}
+
+/// The GPU VOI path shows what the CPU path shows: the same study, then the same window, zoom,
+/// rotation and inversion in both, rendered and compared pixel by pixel.
+#[test]
+fn gpu_voi_path_matches_the_cpu_path() {
+    let mut cpu = harness(demo());
+    let mut gpu = gpu_harness(demo());
+    settle(&mut cpu);
+    settle(&mut gpu);
+    assert!(
+        gpu.state().is_gpu_drawn(0),
+        "the demo CT takes the GPU path"
+    );
+    assert!(!cpu.state().is_gpu_drawn(0));
+    let steps: [(&str, Option<Key>); 5] = [
+        ("file window", None),
+        ("lung preset", Some(Key::Num2)),
+        ("bone preset", Some(Key::Num3)),
+        ("rotated", Some(Key::R)),
+        ("inverted", Some(Key::I)),
+    ];
+    for (what, key) in steps {
+        for h in [&mut cpu, &mut gpu] {
+            if let Some(k) = key {
+                h.key_press(k);
+            }
+            h.step();
+            settle(h);
+        }
+        let (a, b) = (cpu.render().unwrap(), gpu.render().unwrap());
+        let (n, worst) = differing_pixels(&a, &b);
+        // Both filter bilinearly in display space; only float rounding may differ (by one level).
+        assert!(
+            n == 0,
+            "{what}: {n} pixels differ by more than one level (worst {worst})"
+        );
+    }
+    // A window drag changes only the table: the frame's indices are re-used.
+    let before = gpu.render().unwrap();
+    gpu.key_press(Key::Num1);
+    gpu.step();
+    settle(&mut gpu);
+    let (n, _) = differing_pixels(&before, &gpu.render().unwrap());
+    assert!(
+        n > 10_000,
+        "a new window must change the picture ({n} pixels)"
+    );
 }
