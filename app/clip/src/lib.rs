@@ -2,6 +2,7 @@
 //! tokenizer, preprocessing of images and DICOM frames, and the model itself with every internal reachable.
 
 pub mod bert;
+pub mod blas;
 pub mod card;
 pub mod config;
 pub mod convert;

@@ -328,7 +328,8 @@ pub fn open(dir: &std::path::Path) -> anyhow::Result<()> {
 
 /// CLIP encode and heatmap timings on a model folder (random weights of a real shape, made by
 /// `tests/fixtures/clip/bench_torch.py`, which times PyTorch on the same files).
-pub fn clip(model: &str, batches: &[usize], repeat: usize) -> anyhow::Result<()> {
+pub fn clip(model: &str, batches: &[usize], repeat: usize, only: &[String]) -> anyhow::Result<()> {
+    let part = |p: &str| only.iter().any(|o| o == p);
     use radclip_clip::engine::Engine;
     use radclip_clip::heatmap::{EncodedImage, Method};
     let engine = Engine::load(model, &candle_core::Device::Cpu)?;
@@ -354,16 +355,22 @@ pub fn clip(model: &str, batches: &[usize], repeat: usize) -> anyhow::Result<()>
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     for &b in batches {
+        // Drawn whichever parts run, so the inputs are the same.
         let px: Vec<f32> = (0..b * 3 * s * s).map(|_| rnd()).collect();
-        let px = candle_core::Tensor::from_vec(px, (b, 3, s, s), &candle_core::Device::Cpu)?;
-        let ms = time(&mut || {
-            std::hint::black_box(engine.model.image_features(&px)?);
-            Ok(())
-        })?;
-        println!(
-            "{}",
-            serde_json::json!({"bench": "clip_image", "model": name, "batch": b, "median_ms": ms})
-        );
+        if part("image") {
+            let px = candle_core::Tensor::from_vec(px, (b, 3, s, s), &candle_core::Device::Cpu)?;
+            let ms = time(&mut || {
+                std::hint::black_box(engine.model.image_features(&px)?);
+                Ok(())
+            })?;
+            println!(
+                "{}",
+                serde_json::json!({"bench": "clip_image", "model": name, "batch": b, "median_ms": ms})
+            );
+        }
+        if !part("text") {
+            continue;
+        }
         let texts: Vec<String> = (0..b)
             .map(|i| format!("small left pleural effusion with adjacent atelectasis, case {i}"))
             .collect();
@@ -376,6 +383,9 @@ pub fn clip(model: &str, batches: &[usize], repeat: usize) -> anyhow::Result<()>
             "{}",
             serde_json::json!({"bench": "clip_text", "model": name, "batch": b, "median_ms": ms, "tokens": batch.ids.first().map_or(0, Vec::len)})
         );
+    }
+    if !part("heatmap") {
+        return Ok(());
     }
     let img: Vec<u8> = (0..512 * 512 * 3).map(|i| (i % 251) as u8).collect();
     let img = radclip_clip::preprocess::Rgb8 {

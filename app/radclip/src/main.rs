@@ -260,6 +260,9 @@ enum BenchWhat {
         batches: Vec<usize>,
         #[arg(long, default_value_t = 5)]
         repeat: usize,
+        /// Time only these parts (image, text, heatmap), e.g. for a profile of one of them.
+        #[arg(long, value_delimiter = ',', default_values_t = ["image".to_string(), "text".into(), "heatmap".into()])]
+        only: Vec<String>,
     },
     /// One window/level change on a SIZE² 16-bit image: the CPU side of the viewer's texture path; with
     /// --gpu also whole frames on a wgpu device, texture path against the GPU VOI path.
@@ -292,6 +295,8 @@ fn parse_window(s: &str) -> Result<dicom::Window, String> {
 }
 
 fn main() -> ExitCode {
+    // Before any thread exists: it may set an environment variable OpenBLAS reads when loaded.
+    radclip_clip::blas::prefer_native_kernels();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("RADCLIP_LOG")
@@ -428,7 +433,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 model,
                 batches,
                 repeat,
-            } => bench::clip(&model, &batches, repeat),
+                only,
+            } => bench::clip(&model, &batches, repeat, &only),
         },
         None => {
             let path = match cli.path {

@@ -1,0 +1,258 @@
+//! OpenBLAS for the matrix products of inference on the CPU, when the system has it.
+//!
+//! candle's CPU matmul (the `gemm` crate) ran the B/16 image tower at ~73 GFLOP/s on this project's
+//! 2-core AVX-512 machine, where OpenBLAS's SkylakeX kernels reach ~210 GFLOP/s on the same shapes
+//! (docs/benchmarks.md). OpenBLAS is loaded at run time (`libopenblas.so.0`, Debian's `libopenblas0`),
+//! not linked, so a machine without it still runs, on candle's own kernels; `RADCLIP_BLAS=off` forces
+//! that. Only tensors outside autograd take this path: training keeps candle's matmul and its backward.
+
+use std::ffi::{c_char, c_int};
+use std::sync::OnceLock;
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+
+/// `cblas_sgemm` (CBLAS's standard signature).
+type Sgemm = unsafe extern "C" fn(
+    order: c_int,
+    trans_a: c_int,
+    trans_b: c_int,
+    m: c_int,
+    n: c_int,
+    k: c_int,
+    alpha: f32,
+    a: *const f32,
+    lda: c_int,
+    b: *const f32,
+    ldb: c_int,
+    beta: f32,
+    c: *mut f32,
+    ldc: c_int,
+);
+
+const ROW_MAJOR: c_int = 101;
+const NO_TRANS: c_int = 111;
+const TRANS: c_int = 112;
+
+struct Blas {
+    sgemm: Sgemm,
+    core: String,
+    // Keeps the library mapped for as long as `sgemm` may be called (the whole process).
+    _lib: libloading::Library,
+}
+
+static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
+
+/// The OpenBLAS kernel family this CPU can run, for `OPENBLAS_CORETYPE`: OpenBLAS 0.3.21 (Debian 12)
+/// does not recognise newer Xeons and falls back to its slowest kernels ("Prescott") on them.
+pub fn core_type_for_this_cpu() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return Some("SkylakeX");
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Some("Haswell");
+        }
+    }
+    None
+}
+
+/// Points OpenBLAS at this CPU's kernel family unless the user chose one. Call it first thing in
+/// `main`, before any thread exists: OpenBLAS reads `OPENBLAS_CORETYPE` when it is loaded, and the
+/// environment may only be changed while the process is single-threaded.
+pub fn prefer_native_kernels() {
+    if std::env::var_os("OPENBLAS_CORETYPE").is_none()
+        && let Some(core) = core_type_for_this_cpu()
+    {
+        // SAFETY: called before any other thread is started (see above), so nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("OPENBLAS_CORETYPE", core) };
+    }
+}
+
+/// Kernel families OpenBLAS falls back to when it does not know the CPU; on a CPU with AVX2 they
+/// would be slower than candle's own kernels.
+const FALLBACK_CORES: &[&str] = &[
+    "prescott",
+    "katmai",
+    "core2",
+    "penryn",
+    "dunnington",
+    "nehalem",
+];
+
+fn load() -> Option<Blas> {
+    if std::env::var("RADCLIP_BLAS").is_ok_and(|v| v.eq_ignore_ascii_case("off")) {
+        return None;
+    }
+    // SAFETY: loading a shared library runs its initialisers; OpenBLAS's only set up its thread pool
+    // and kernel table.
+    let lib = ["libopenblas.so.0", "libopenblas.so"]
+        .iter()
+        .find_map(|name| unsafe { libloading::Library::new(name) }.ok())?;
+    // SAFETY: the symbols have the standard CBLAS / OpenBLAS signatures written above.
+    let (sgemm, core) = unsafe {
+        let sgemm: Sgemm = *lib.get::<Sgemm>(b"cblas_sgemm\0").ok()?;
+        let corename = lib
+            .get::<unsafe extern "C" fn() -> *const c_char>(b"openblas_get_corename\0")
+            .ok()
+            .map(|f| f())
+            .filter(|p| !p.is_null())
+            .map(|p| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (sgemm, corename)
+    };
+    if core_type_for_this_cpu().is_some() && FALLBACK_CORES.contains(&core.to_lowercase().as_str())
+    {
+        tracing::debug!(
+            "OpenBLAS picked its {core} kernels on this CPU; using candle's (set OPENBLAS_CORETYPE)"
+        );
+        return None;
+    }
+    tracing::debug!("OpenBLAS ({core} kernels) for CPU matrix products");
+    Some(Blas {
+        sgemm,
+        core,
+        _lib: lib,
+    })
+}
+
+fn blas() -> Option<&'static Blas> {
+    BLAS.get_or_init(load).as_ref()
+}
+
+/// The OpenBLAS kernel family in use, or `None` when candle's kernels are.
+pub fn active() -> Option<&'static str> {
+    blas().map(|b| b.core.as_str())
+}
+
+/// `x · wᵀ` for `x` [M, K] and `w` [N, K], both f32, contiguous, on the CPU.
+struct LinearOp;
+
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "openblas-linear"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let fail = |m: &str| candle_core::Error::Msg(format!("openblas-linear: {m}"));
+        let blas = blas().ok_or_else(|| fail("OpenBLAS is not loaded"))?;
+        let (CpuStorage::F32(x), CpuStorage::F32(w)) = (s1, s2) else {
+            return Err(fail("only f32 is supported"));
+        };
+        let ((m, k), (n, k2)) = (l1.shape().dims2()?, l2.shape().dims2()?);
+        if k != k2 {
+            return Err(fail("inner dimensions differ"));
+        }
+        let (Some((x0, x1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            return Err(fail("inputs must be contiguous"));
+        };
+        let (x, w) = (
+            x.get(x0..x1).ok_or_else(|| fail("bad layout"))?,
+            w.get(w0..w1).ok_or_else(|| fail("bad layout"))?,
+        );
+        let dim = |v: usize| c_int::try_from(v).map_err(|_| fail("matrix too large"));
+        let (mi, ni, ki) = (dim(m)?, dim(n)?, dim(k)?);
+        if x.len() != m * k || w.len() != n * k {
+            return Err(fail("bad layout"));
+        }
+        let mut out = vec![0f32; m * n];
+        if m == 0 || n == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from((m, n))));
+        }
+        // SAFETY: x is m×k, w is n×k and out is m×n, all row-major and exactly that long (checked
+        // above), with leading dimensions k, k and n; cblas_sgemm reads and writes only those and
+        // returns when done (its own threads included).
+        unsafe {
+            (blas.sgemm)(
+                ROW_MAJOR,
+                NO_TRANS,
+                TRANS,
+                mi,
+                ni,
+                ki,
+                1.0,
+                x.as_ptr(),
+                ki,
+                w.as_ptr(),
+                ki,
+                0.0,
+                out.as_mut_ptr(),
+                ni,
+            );
+        }
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+}
+
+/// `x · wᵀ` through OpenBLAS when it is loaded and the operands qualify (CPU, f32, no autograd), else
+/// `None` and the caller uses candle's matmul.
+pub fn linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    let qualifies = x.device().is_cpu()
+        && x.dtype() == candle_core::DType::F32
+        && w.dtype() == candle_core::DType::F32
+        && x.rank() == 2
+        && w.rank() == 2
+        && !x.track_op()
+        && !w.track_op();
+    if !qualifies || blas().is_none() {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    let w = w.contiguous()?;
+    x.apply_op2_no_bwd(&w, &LinearOp).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The OpenBLAS product equals candle's on shapes that are not multiples of any kernel's block,
+    /// including views with an offset (the q/k/v views of a fused projection). `tests/run.sh` installs
+    /// OpenBLAS and sets RADCLIP_EXPECT_BLAS=1, so there this test cannot pass without comparing.
+    #[test]
+    fn openblas_linear_matches_candle_matmul() -> candle_core::Result<()> {
+        if std::env::var("RADCLIP_EXPECT_BLAS").is_ok_and(|v| v == "1") {
+            assert!(
+                active().is_some(),
+                "OpenBLAS was expected (RADCLIP_EXPECT_BLAS=1) but is not in use"
+            );
+        }
+        if active().is_none() {
+            return Ok(());
+        }
+        let dev = Device::Cpu;
+        for (m, k, n) in [(1, 7, 5), (17, 64, 33), (197, 96, 130), (3, 300, 1)] {
+            let x = Tensor::randn(0f32, 1.0, (m, k), &dev)?;
+            let w = Tensor::randn(0f32, 1.0, (2 * n, k), &dev)?;
+            let w = w.narrow(0, n, n)?;
+            let ours = linear(&x, &w)?.ok_or_else(|| candle_core::Error::Msg("no BLAS".into()))?;
+            let theirs = x.matmul(&w.t()?)?;
+            let diff = (ours - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-4, "{m}×{k}×{n}: max |Δ| {diff}");
+        }
+        // Autograd inputs keep candle's path.
+        let v = candle_core::Var::randn(0f32, 1.0, (4, 3), &dev)?;
+        assert!(
+            linear(
+                v.as_tensor(),
+                &Tensor::ones((2, 3), candle_core::DType::F32, &dev)?
+            )?
+            .is_none()
+        );
+        Ok(())
+    }
+}
