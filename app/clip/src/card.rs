@@ -66,8 +66,22 @@ pub struct ModelCard {
     pub name: Option<String>,
     /// Shown in the GUI next to every AI output.
     pub intended_use: String,
+    /// DICOM modalities the model was made for (e.g. ["DX", "CR"]); empty = any. The viewer runs the
+    /// model only on series of these modalities and says why for the others.
+    pub modalities: Vec<String>,
     pub preprocess: PreprocessCard,
     pub zero_shot: ZeroShotCard,
+}
+
+impl ModelCard {
+    /// Whether the card allows a series of `modality`.
+    pub fn reads_modality(&self, modality: &str) -> bool {
+        self.modalities.is_empty()
+            || self
+                .modalities
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(modality.trim()))
+    }
 }
 
 impl Default for ModelCard {
@@ -75,6 +89,7 @@ impl Default for ModelCard {
         ModelCard {
             name: None,
             intended_use: "research use only — not for clinical use".into(),
+            modalities: Vec::new(),
             preprocess: PreprocessCard::default(),
             zero_shot: ZeroShotCard::default(),
         }

@@ -62,8 +62,19 @@ pub fn load_image(path: &Path, frame: u32, window: &WindowSpec) -> Result<Rgb8> 
             frames.len()
         ))
     })?;
+    Ok(render_frame(f, window, None))
+}
+
+/// A decoded frame as the model's 8-bit input, windowed as the card says; `viewer` is the window on
+/// screen, used when the card asks for it (the file's default otherwise).
+pub fn render_frame(
+    f: &radclip_dicom::Frame,
+    window: &WindowSpec,
+    viewer: Option<(radclip_dicom::Window, radclip_dicom::VoiFunction)>,
+) -> Rgb8 {
     let w = match window {
-        WindowSpec::Named(WindowChoice::Viewer | WindowChoice::File) => None,
+        WindowSpec::Named(WindowChoice::Viewer) => viewer,
+        WindowSpec::Named(WindowChoice::File) => None,
         WindowSpec::Named(WindowChoice::MinMax) => {
             let (lo, hi) = f.modality_range();
             Some((
@@ -79,7 +90,7 @@ pub fn load_image(path: &Path, frame: u32, window: &WindowSpec) -> Result<Rgb8> 
             radclip_dicom::VoiFunction::Linear,
         )),
     };
-    Ok(Rgb8::from_rendered(&radclip_dicom::render(f, w)))
+    Rgb8::from_rendered(&radclip_dicom::render(f, w))
 }
 
 impl Engine {

@@ -109,73 +109,113 @@ fn pair_prob(scale: f64, temperature: f64, img: &[f32], pos: &[f32], neg: &[f32]
     1.0 / (1.0 + (-z).exp())
 }
 
+/// A findings list with its prompts encoded once: scoring a new image is then a few dot products (the
+/// viewer scores every frame the user stops on).
+pub struct PromptSet {
+    scale: f64,
+    temperature: f64,
+    findings: Vec<EncodedFinding>,
+}
+
+struct EncodedFinding {
+    name: String,
+    positive: Vec<Vec<f32>>,
+    negative: Vec<Vec<f32>>,
+    mean_positive: Vec<f32>,
+    mean_negative: Vec<f32>,
+}
+
+impl PromptSet {
+    pub fn new(engine: &Engine, list: &FindingList) -> Result<Self> {
+        let mut prompts: Vec<&str> = Vec::new();
+        for f in &list.finding {
+            prompts.extend(f.positive.iter().map(String::as_str));
+            prompts.extend(f.negative.iter().map(String::as_str));
+        }
+        let feats: Vec<Vec<f32>> = engine
+            .encode_texts(&prompts)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec2::<f32>()?
+            .iter()
+            .map(|r| normalize(r))
+            .collect();
+        let mut at = 0;
+        let mut findings = Vec::new();
+        for f in &list.finding {
+            let positive = feats[at..at + f.positive.len()].to_vec();
+            at += f.positive.len();
+            let negative = feats[at..at + f.negative.len()].to_vec();
+            at += f.negative.len();
+            findings.push(EncodedFinding {
+                name: f.name.clone(),
+                mean_positive: mean_direction(&positive),
+                mean_negative: mean_direction(&negative),
+                positive,
+                negative,
+            });
+        }
+        Ok(PromptSet {
+            scale: f64::from(engine.model.logit_scale_value()?),
+            temperature: engine.card.zero_shot.temperature,
+            findings,
+        })
+    }
+
+    /// Scores every finding for each row of `image_features` [N, P] (or one image's [P]).
+    pub fn score(&self, image_features: &candle_core::Tensor) -> Result<Vec<Vec<FindingScore>>> {
+        let f32s = image_features.to_dtype(candle_core::DType::F32)?;
+        let rows = if f32s.rank() == 1 {
+            vec![f32s.to_vec1::<f32>()?]
+        } else {
+            f32s.to_vec2::<f32>()?
+        };
+        Ok(rows
+            .iter()
+            .map(|r| normalize(r))
+            .map(|img| self.findings.iter().map(|f| self.one(f, &img)).collect())
+            .collect())
+    }
+
+    fn one(&self, f: &EncodedFinding, img: &[f32]) -> FindingScore {
+        let (pos, neg) = (&f.positive, &f.negative);
+        let pairs = pos.len().max(neg.len());
+        let pair_probabilities: Vec<f64> = (0..pairs)
+            .map(|i| {
+                pair_prob(
+                    self.scale,
+                    self.temperature,
+                    img,
+                    &pos[i % pos.len()],
+                    &neg[i % neg.len()],
+                )
+            })
+            .collect();
+        let mean = pair_probabilities.iter().sum::<f64>() / pairs.max(1) as f64;
+        let var = pair_probabilities
+            .iter()
+            .map(|p| (p - mean).powi(2))
+            .sum::<f64>()
+            / pairs.max(1) as f64;
+        FindingScore {
+            name: f.name.clone(),
+            probability: pair_prob(
+                self.scale,
+                self.temperature,
+                img,
+                &f.mean_positive,
+                &f.mean_negative,
+            ),
+            spread: var.sqrt(),
+            pair_probabilities,
+        }
+    }
+}
+
 /// Scores every finding for each row of `image_features` [N, P].
 pub fn score(
     engine: &Engine,
     image_features: &candle_core::Tensor,
     list: &FindingList,
 ) -> Result<Vec<Vec<FindingScore>>> {
-    let scale = f64::from(engine.model.logit_scale_value()?);
-    let temperature = engine.card.zero_shot.temperature;
-    let images: Vec<Vec<f32>> = image_features
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec2::<f32>()?
-        .iter()
-        .map(|r| normalize(r))
-        .collect();
-    let mut prompts: Vec<&str> = Vec::new();
-    for f in &list.finding {
-        prompts.extend(f.positive.iter().map(String::as_str));
-        prompts.extend(f.negative.iter().map(String::as_str));
-    }
-    let feats: Vec<Vec<f32>> = engine
-        .encode_texts(&prompts)?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec2::<f32>()?
-        .iter()
-        .map(|r| normalize(r))
-        .collect();
-    let mut at = 0;
-    let mut per_finding = Vec::new();
-    for f in &list.finding {
-        let pos = &feats[at..at + f.positive.len()];
-        at += f.positive.len();
-        let neg = &feats[at..at + f.negative.len()];
-        at += f.negative.len();
-        per_finding.push((f, pos, neg, mean_direction(pos), mean_direction(neg)));
-    }
-    Ok(images
-        .iter()
-        .map(|img| {
-            per_finding
-                .iter()
-                .map(|(f, pos, neg, ep, en)| {
-                    let pairs = pos.len().max(neg.len());
-                    let pair_probabilities: Vec<f64> = (0..pairs)
-                        .map(|i| {
-                            pair_prob(
-                                scale,
-                                temperature,
-                                img,
-                                &pos[i % pos.len()],
-                                &neg[i % neg.len()],
-                            )
-                        })
-                        .collect();
-                    let mean = pair_probabilities.iter().sum::<f64>() / pairs as f64;
-                    let var = pair_probabilities
-                        .iter()
-                        .map(|p| (p - mean).powi(2))
-                        .sum::<f64>()
-                        / pairs as f64;
-                    FindingScore {
-                        name: f.name.clone(),
-                        probability: pair_prob(scale, temperature, img, ep, en),
-                        spread: var.sqrt(),
-                        pair_probabilities,
-                    }
-                })
-                .collect()
-        })
-        .collect())
+    PromptSet::new(engine, list)?.score(image_features)
 }

@@ -135,7 +135,11 @@ pub struct FileProblem {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct StudyTree {
     pub patients: Vec<Patient>,
+    /// DICOM files (by their "DICM" magic or a .dcm name) that could not be read, with the reason.
     pub problems: Vec<FileProblem>,
+    /// Files in the scanned folders that are not DICOM at all (reports, masks, notes): not listed,
+    /// as other viewers do, only counted.
+    pub other_files: usize,
 }
 
 impl StudyTree {
@@ -178,9 +182,11 @@ pub fn scan(path: &Path) -> Result<StudyTree> {
     let single = files.len() == 1;
     let mut headers = Vec::new();
     let mut problems = Vec::new();
+    let mut other_files = 0;
     for r in read {
         match r {
             Ok(h) => headers.push(h),
+            Err(p) if !single && !looks_like_dicom(&p.path) => other_files += 1,
             Err(p) => problems.push(p),
         }
     }
@@ -197,7 +203,22 @@ pub fn scan(path: &Path) -> Result<StudyTree> {
     Ok(StudyTree {
         patients: group(headers),
         problems,
+        other_files,
     })
+}
+
+/// The "DICM" magic after the 128-byte preamble, or a .dcm name (files without a preamble exist).
+fn looks_like_dicom(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 132];
+    let magic = std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head[128..] == b"DICM";
+    magic
+        || path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {

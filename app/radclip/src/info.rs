@@ -156,6 +156,7 @@ fn print_file(i: &FileInfo) {
 struct TreeJson<'a> {
     patients: Vec<PatientJson<'a>>,
     problems: &'a [dicom::study::FileProblem],
+    other_files: usize,
 }
 
 #[derive(Serialize)]
@@ -219,6 +220,7 @@ fn tree_json(t: &dicom::StudyTree) -> TreeJson<'_> {
             })
             .collect(),
         problems: &t.problems,
+        other_files: t.other_files,
     }
 }
 
@@ -242,6 +244,9 @@ fn print_tree(t: &dicom::StudyTree) {
                 println!("    Series {}{vol}", se.label());
             }
         }
+    }
+    if t.other_files > 0 {
+        println!("{} other (non-DICOM) file(s) ignored", t.other_files);
     }
     if !t.problems.is_empty() {
         println!("{} file(s) skipped:", t.problems.len());

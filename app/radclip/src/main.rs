@@ -437,11 +437,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             } => bench::clip(&model, &batches, repeat, &only),
         },
         None => {
-            let path = match cli.path {
-                Some(p) => p,
-                None => demo_study().context("the bundled demo study was not found")?,
+            let paths = match cli.path {
+                Some(p) => vec![p],
+                // The demo radiographs first (the demo model reads them), then the demo CT.
+                None => {
+                    let mut v: Vec<PathBuf> = demo_cxr().into_iter().collect();
+                    v.push(demo_study().context("the bundled demo study was not found")?);
+                    v
+                }
             };
-            radclip_viewer::run(Some(path), model_label())
+            radclip_viewer::run(paths, model_label(), ai_setup())
                 .map_err(|e| anyhow::anyhow!("the viewer stopped: {e}"))
         }
     }
@@ -545,6 +550,49 @@ fn bundled(env: &str, top: &str, name: &str) -> Vec<PathBuf> {
 }
 
 /// The demo study: `$RADCLIP_ASSETS/demo`, next to the executable (installed layout), or in the source tree.
+/// The bundled demo radiographs (`assets/demo-cxr`).
+pub fn demo_cxr() -> Option<PathBuf> {
+    bundled("RADCLIP_ASSETS", "assets", "demo-cxr")
+        .into_iter()
+        .find(|p| p.is_dir())
+}
+
+/// The AI panel's model (the bundled demo model) and, for it, a library of archive reports: phantom
+/// studies of the training seed the model never saw (indices past its training set), as a hospital
+/// archive would hold. `None` when the model is not there.
+fn ai_setup() -> Option<radclip_viewer::ai::AiSetup> {
+    let dir = default_model();
+    if !dir.join("config.json").is_file() {
+        return None;
+    }
+    let demo = dir.file_name().is_some_and(|n| n == "radclip-demo");
+    let library: Option<Box<dyn FnOnce() -> Vec<radclip_viewer::ai::LibraryReport> + Send>> = demo
+        .then(|| {
+            Box::new(|| {
+                (LIBRARY_FIRST..LIBRARY_FIRST + LIBRARY_SIZE)
+                    .map(|i| {
+                        let r = radclip_phantom::cxr_sample(1, i).report;
+                        radclip_viewer::ai::LibraryReport {
+                            title: format!("Archive study {i} (synthetic)"),
+                            summary: r.impression.replace('\n', " "),
+                            text: r.text(),
+                            embedded: r.findings.clone(),
+                        }
+                    })
+                    .collect()
+            }) as Box<dyn FnOnce() -> Vec<_> + Send>
+        });
+    Some(radclip_viewer::ai::AiSetup {
+        model: dir.display().to_string(),
+        device: "cpu".into(),
+        library,
+    })
+}
+
+/// Demo report library: phantom seed 1 from this index on (training used 0–11,999).
+const LIBRARY_FIRST: u64 = 20_000;
+const LIBRARY_SIZE: u64 = 2_000;
+
 pub fn demo_study() -> Option<PathBuf> {
     bundled("RADCLIP_ASSETS", "assets", "demo")
         .into_iter()

@@ -12,6 +12,7 @@ use radclip_dicom::{
     self as dicom, FrameKey, LoadEvent, Loader, Series, StudyTree, VoiFunction, Window,
 };
 
+use crate::ai_panel::{AiPanel, Current};
 use crate::gpu::{GpuFrame, GpuTable, VoiCallback};
 use crate::state::{
     Command, DragAction, Layout, Measurement, MeasurementKind, MouseBindings, Tool, Viewport,
@@ -86,6 +87,8 @@ pub struct ViewerApp {
     pub transforms: HashMap<usize, ViewTransform>,
     /// Set by [`ViewerApp::enable_gpu_voi`]: the largest texture side the GPU path takes.
     gpu_side: Option<u32>,
+    /// The AI panel, when a model is configured ([`ViewerApp::enable_ai`]).
+    pub ai: Option<AiPanel>,
 }
 
 impl ViewerApp {
@@ -94,6 +97,28 @@ impl ViewerApp {
     pub fn enable_gpu_voi(&mut self, render_state: &eframe::egui_wgpu::RenderState) {
         self.gpu_side = Some(crate::gpu::install(render_state));
         self.shown.clear();
+    }
+
+    /// Starts the AI panel: its worker loads the model (and embeds the report library) in the background.
+    pub fn enable_ai(&mut self, ctx: &egui::Context, setup: crate::ai::AiSetup) {
+        match AiPanel::start(setup, ctx) {
+            Ok(p) => self.ai = Some(p),
+            Err(e) => self.status = format!("Could not start the AI worker: {e}"),
+        }
+    }
+
+    /// The active viewport's frame, as the AI panel needs it.
+    fn ai_current(&self) -> Option<Current> {
+        let v = self.viewports.get(self.active)?;
+        let key = self.frame_key(v)?;
+        let frame = self.loader.cache().get(&key)?;
+        let modality = self.series.get(v.series?)?.series.modality.clone();
+        Some(Current {
+            key,
+            frame,
+            window: v.window,
+            modality,
+        })
     }
 
     /// Whether the viewport's image is drawn by the GPU VOI path (for tests).
@@ -132,6 +157,7 @@ impl ViewerApp {
             show_help: false,
             transforms: HashMap::new(),
             gpu_side: None,
+            ai: None,
         };
         if let Some(p) = path {
             app.open(ctx, p);
@@ -141,12 +167,46 @@ impl ViewerApp {
 
     /// Starts scanning a file, folder or DICOMDIR on a worker thread.
     pub fn open(&mut self, ctx: &egui::Context, path: PathBuf) {
+        self.open_all(ctx, vec![path]);
+    }
+
+    /// Starts scanning several files, folders or DICOMDIRs on a worker thread, shown as one tree in
+    /// the order given. A path that cannot be read is listed with the skipped files unless all fail.
+    pub fn open_all(&mut self, ctx: &egui::Context, paths: Vec<PathBuf>) {
+        if paths.is_empty() {
+            return;
+        }
         let (tx, rx) = crossbeam_channel::bounded(1);
         let waker = ctx.clone();
         let spawned = std::thread::Builder::new()
             .name("radclip-scan".into())
             .spawn(move || {
-                let r = dicom::scan(&path).map_err(|e| e.to_string());
+                let mut tree = StudyTree::default();
+                let mut errors = Vec::new();
+                for p in &paths {
+                    match dicom::scan(p) {
+                        Ok(t) => {
+                            tree.patients.extend(t.patients);
+                            tree.problems.extend(t.problems);
+                            tree.other_files += t.other_files;
+                        }
+                        Err(e) => errors.push((p.clone(), e.to_string())),
+                    }
+                }
+                let r = if errors.len() == paths.len() {
+                    Err(errors
+                        .into_iter()
+                        .map(|(_, e)| e)
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                } else {
+                    tree.problems.extend(
+                        errors
+                            .into_iter()
+                            .map(|(path, message)| dicom::study::FileProblem { path, message }),
+                    );
+                    Ok(tree)
+                };
                 let _ = tx.send(r);
                 waker.request_repaint();
             });
@@ -344,6 +404,13 @@ impl ViewerApp {
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         self.poll_workers(&ctx);
+        if self.ai.is_some() {
+            let current = self.ai_current();
+            if let Some(ai) = &mut self.ai {
+                ai.poll(&ctx);
+                ai.sync(current);
+            }
+        }
         self.handle_dropped_files(&ctx);
         self.handle_keys(&ctx);
         self.advance_cine(&ctx);
@@ -368,6 +435,16 @@ impl ViewerApp {
             .resizable(true)
             .default_size(220.0)
             .show(ui, |ui| self.browser_ui(ui));
+        let current_key = self
+            .viewports
+            .get(self.active)
+            .and_then(|v| self.frame_key(v));
+        if let Some(ai) = self.ai.as_mut().filter(|a| a.open) {
+            egui::Panel::right("ai")
+                .resizable(true)
+                .default_size(300.0)
+                .show(ui, |ui| ai.ui(ui, current_key.as_ref()));
+        }
         egui::CentralPanel::default()
             .frame(egui::Frame::new().fill(Color32::BLACK))
             .show(ui, |ui| self.viewports_ui(ui));
@@ -411,6 +488,9 @@ impl ViewerApp {
                 ui.separator();
                 ui.checkbox(&mut self.show_overlay, "Corner text (O)");
                 ui.checkbox(&mut self.hide_phi, "Hide patient data (P)");
+                if let Some(ai) = &mut self.ai {
+                    ui.checkbox(&mut ai.open, "AI panel (A)");
+                }
                 if ui.button("Tags of this image (T)").clicked() {
                     self.open_tags();
                 }
@@ -614,6 +694,16 @@ impl ViewerApp {
             }
         }
         self.transforms.insert(index, t);
+        if index == self.active
+            && let Some((texture, opacity)) = self.ai.as_ref().and_then(|a| a.overlay_for(&key))
+        {
+            draw_textured(
+                &painter,
+                texture.id(),
+                &t,
+                Color32::from_white_alpha((opacity * 255.0) as u8),
+            );
+        }
         if frame.is_none()
             && let Some(e) = self.loader.cache().failure(&key.path)
         {
@@ -1022,12 +1112,17 @@ impl ViewerApp {
                 e.patient_name, e.patient_id, e.birth_date
             )
         };
-        painter.text(
+        // Each corner gets half the viewport's width; longer lines end in "…" instead of running into
+        // the opposite corner.
+        let half = (rect.width() / 2.0 - 2.0 * m - 10.0).max(40.0);
+        corner_text(
+            painter,
             rect.left_top() + vec2(m, m),
             egui::Align2::LEFT_TOP,
-            tl,
-            font.clone(),
+            &tl,
+            &font,
             col,
+            half,
         );
         let tr = format!(
             "{}\n{}\n{}",
@@ -1035,12 +1130,14 @@ impl ViewerApp {
             e.study_description,
             e.series.label()
         );
-        painter.text(
+        corner_text(
+            painter,
             rect.right_top() + vec2(-m - 10.0, m),
             egui::Align2::RIGHT_TOP,
-            tr,
-            font.clone(),
+            &tr,
+            &font,
             col,
+            half,
         );
         let mut bl = format!("Im {}/{}", v.slice + 1, v.slice_count);
         if let Some(g) = e.series.geometry_of(v.slice) {
@@ -1049,12 +1146,14 @@ impl ViewerApp {
                 bl += &format!("\nThk {th:.2} mm");
             }
         }
-        painter.text(
+        corner_text(
+            painter,
             rect.left_bottom() + vec2(m, -m),
             egui::Align2::LEFT_BOTTOM,
-            bl,
-            font.clone(),
+            &bl,
+            &font,
             col,
+            half,
         );
         let voi = v
             .window
@@ -1070,12 +1169,14 @@ impl ViewerApp {
             None => String::new(),
         };
         br += &format!("\nZoom {:.0}%", t.scale() * 100.0);
-        painter.text(
+        corner_text(
+            painter,
             rect.right_bottom() + vec2(-m - 10.0, -m),
             egui::Align2::RIGHT_BOTTOM,
-            br,
-            font,
+            &br,
+            &font,
             col,
+            half,
         );
     }
 
@@ -1142,6 +1243,11 @@ impl ViewerApp {
                 (None, Key::O) => self.show_overlay = !self.show_overlay,
                 (None, Key::P) => self.hide_phi = !self.hide_phi,
                 (None, Key::T) => self.open_tags(),
+                (None, Key::A) => {
+                    if let Some(ai) = &mut self.ai {
+                        ai.open = !ai.open;
+                    }
+                }
                 (None, Key::L) => self.tool = Tool::Line,
                 (None, Key::E) => self.tool = Tool::Ellipse,
                 (None, Key::B) => self.tool = Tool::Rectangle,
@@ -1201,6 +1307,48 @@ impl ViewerApp {
     }
 }
 
+/// Lines of corner text anchored at `at`, each cut to `max_width` with "…".
+fn corner_text(
+    painter: &egui::Painter,
+    at: Pos2,
+    align: egui::Align2,
+    text: &str,
+    font: &egui::FontId,
+    color: Color32,
+    max_width: f32,
+) {
+    let galleys: Vec<_> = text
+        .lines()
+        .map(|line| {
+            let mut job =
+                egui::text::LayoutJob::simple_singleline(line.to_string(), font.clone(), color);
+            job.wrap = egui::text::TextWrapping {
+                max_width,
+                max_rows: 1,
+                break_anywhere: true,
+                overflow_character: Some('…'),
+            };
+            painter.layout_job(job)
+        })
+        .collect();
+    let total: f32 = galleys.iter().map(|g| g.size().y).sum();
+    let mut y = if align.y() == egui::Align::Max {
+        at.y - total
+    } else {
+        at.y
+    };
+    for g in galleys {
+        let x = if align.x() == egui::Align::Max {
+            at.x - g.size().x
+        } else {
+            at.x
+        };
+        let h = g.size().y;
+        painter.galley(pos2(x, y), g, color);
+        y += h;
+    }
+}
+
 fn pt(p: Pos2) -> PointInImage {
     PointInImage {
         x: f64::from(p.x),
@@ -1214,6 +1362,16 @@ fn pos(p: PointInImage) -> Pos2 {
 
 /// Draws the image texture as a quad whose corners follow the view transform (rotation and flips included).
 fn draw_image(painter: &egui::Painter, texture: egui::TextureId, t: &ViewTransform) {
+    draw_textured(painter, texture, t, Color32::WHITE);
+}
+
+/// A texture stretched over the whole image, tinted (white with alpha for an overlay).
+fn draw_textured(
+    painter: &egui::Painter,
+    texture: egui::TextureId,
+    t: &ViewTransform,
+    tint: Color32,
+) {
     let (w, h) = (t.image_size.x, t.image_size.y);
     let mut mesh = egui::Mesh::with_texture(texture);
     let corners = [
@@ -1226,7 +1384,7 @@ fn draw_image(painter: &egui::Painter, texture: egui::TextureId, t: &ViewTransfo
         mesh.vertices.push(egui::epaint::Vertex {
             pos: t.screen_from_image(p),
             uv,
-            color: Color32::WHITE,
+            color: tint,
         });
     }
     mesh.indices.extend_from_slice(&[0, 1, 2, 0, 2, 3]);

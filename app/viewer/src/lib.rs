@@ -1,6 +1,8 @@
 //! radclip's viewer: egui state, input and drawing over the `radclip-dicom` engine. It owns no
 //! algorithm: decoding, the pixel pipeline and measurements live in the engine.
 
+pub mod ai;
+pub mod ai_panel;
 pub mod app;
 pub mod gpu;
 pub mod labels;
@@ -17,7 +19,7 @@ Mouse: left drag = window/level (or the active measurement tool), middle drag = 
 Slices: Up/Down or Left/Right = ±1, PageUp/PageDown = ±10, Home/End = first/last, Space = cine
 Window: 1–5 = presets (CT: soft tissue, lung, bone, brain, file; others: file, min/max), 0 = reset
 View: F = fit, R = rotate 90°, H/V = flip, I = invert, O = corner text, P = hide patient data,
-      T = tag browser
+      T = tag browser, A = AI panel (findings, heatmap, similar reports)
 Tools: W or Esc = window/level, L = line, B = rectangle ROI, E = ellipse ROI,
        Ctrl+Z = undo measurement, Delete = clear measurements";
 
@@ -29,11 +31,12 @@ impl eframe::App for EframeApp {
     }
 }
 
-/// Opens the viewer window on `path` and returns when it is closed. `model_label`: the configured AI
-/// model's name and intended use, always on screen.
+/// Opens the viewer window on `paths` (read as one tree) and returns when it is closed. `model_label`:
+/// the configured AI model's name and intended use, always on screen; `ai`: the AI panel's model.
 pub fn run(
-    path: Option<std::path::PathBuf>,
+    paths: Vec<std::path::PathBuf>,
     model_label: Option<String>,
+    ai: Option<ai::AiSetup>,
 ) -> Result<(), eframe::Error> {
     let options = eframe::NativeOptions {
         viewport: egui::ViewportBuilder::default()
@@ -48,8 +51,12 @@ pub fn run(
         "radclip",
         options,
         Box::new(move |cc| {
-            let mut app = ViewerApp::new(&cc.egui_ctx, path)?;
+            let mut app = ViewerApp::new(&cc.egui_ctx, None)?;
+            app.open_all(&cc.egui_ctx, paths);
             app.model_label = model_label;
+            if let Some(setup) = ai {
+                app.enable_ai(&cc.egui_ctx, setup);
+            }
             if let Some(rs) = &cc.wgpu_render_state {
                 app.enable_gpu_voi(rs);
             }

@@ -1,0 +1,212 @@
+//! An embedding store with exact cosine nearest-neighbour search, for similar reports and images.
+//!
+//! Search is brute force over L2-normalised rows, split across threads: exact, and at the sizes a viewer
+//! holds (a study archive's reports, a series' slices: 10²–10⁵ rows of 128–768 dims) a few milliseconds,
+//! so an approximate index (HNSW) would trade recall for nothing yet. Saved as a small JSON header plus
+//! little-endian f32 rows, written atomically.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    #[error("an embedding has {got} dimensions where the index holds {want}")]
+    Dimension { got: usize, want: usize },
+    #[error("an embedding is zero or not finite, so it has no direction")]
+    Degenerate,
+    #[error("cannot read {path}: {reason}")]
+    Read { path: PathBuf, reason: String },
+    #[error("cannot write {path}: {reason}")]
+    Write { path: PathBuf, reason: String },
+}
+
+pub type Result<T> = std::result::Result<T, IndexError>;
+
+/// One search result: the item, its position in the index, and the cosine similarity.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hit<'a, T> {
+    pub position: usize,
+    pub score: f32,
+    pub item: &'a T,
+}
+
+/// Rows of unit vectors, each with an item (a report, an image reference…).
+#[derive(Debug, Clone)]
+pub struct Index<T> {
+    dim: usize,
+    rows: Vec<f32>,
+    items: Vec<T>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header<T> {
+    format: String,
+    dim: usize,
+    items: Vec<T>,
+}
+
+const FORMAT: &str = "radclip-index-1";
+
+fn unit(v: &[f32]) -> Result<Vec<f32>> {
+    let norm = v
+        .iter()
+        .map(|x| f64::from(*x) * f64::from(*x))
+        .sum::<f64>()
+        .sqrt();
+    if !(norm.is_finite() && norm > 0.0) {
+        return Err(IndexError::Degenerate);
+    }
+    Ok(v.iter().map(|x| (f64::from(*x) / norm) as f32).collect())
+}
+
+impl<T> Index<T> {
+    pub fn new(dim: usize) -> Self {
+        Index {
+            dim,
+            rows: Vec::new(),
+            items: Vec::new(),
+        }
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn items(&self) -> &[T] {
+        &self.items
+    }
+
+    fn check(&self, v: &[f32]) -> Result<Vec<f32>> {
+        if v.len() != self.dim {
+            return Err(IndexError::Dimension {
+                got: v.len(),
+                want: self.dim,
+            });
+        }
+        unit(v)
+    }
+
+    /// Adds an embedding (any scale: it is normalised) with its item.
+    pub fn add(&mut self, embedding: &[f32], item: T) -> Result<()> {
+        let u = self.check(embedding)?;
+        self.rows.extend_from_slice(&u);
+        self.items.push(item);
+        Ok(())
+    }
+
+    /// The `k` rows most similar to `query` by cosine, best first; equal scores keep insertion order.
+    pub fn search(&self, query: &[f32], k: usize) -> Result<Vec<Hit<'_, T>>>
+    where
+        T: Sync,
+    {
+        let q = self.check(query)?;
+        let k = k.min(self.len());
+        if k == 0 {
+            return Ok(Vec::new());
+        }
+        let scores: Vec<f32> = self
+            .rows
+            .par_chunks(self.dim.max(1))
+            .map(|row| row.iter().zip(&q).map(|(a, b)| a * b).sum())
+            .collect();
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        let better = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
+        if k < order.len() {
+            order.select_nth_unstable_by(k - 1, better);
+            order.truncate(k);
+        }
+        order.sort_by(better);
+        Ok(order
+            .into_iter()
+            .filter_map(|i| {
+                Some(Hit {
+                    position: i,
+                    score: scores[i],
+                    item: self.items.get(i)?,
+                })
+            })
+            .collect())
+    }
+
+    /// Writes the index to `path` atomically (a temporary file in the same folder, then a rename).
+    pub fn save(&self, path: &Path) -> Result<()>
+    where
+        T: Serialize + Clone,
+    {
+        let err = |e: &dyn std::fmt::Display| IndexError::Write {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let header = serde_json::to_vec(&Header {
+            format: FORMAT.into(),
+            dim: self.dim,
+            items: self.items.clone(),
+        })
+        .map_err(|e| err(&e))?;
+        let dir = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| err(&e))?;
+        let mut body = Vec::with_capacity(8 + header.len() + self.rows.len() * 4);
+        body.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        body.extend_from_slice(&header);
+        for x in &self.rows {
+            body.extend_from_slice(&x.to_le_bytes());
+        }
+        tmp.write_all(&body).map_err(|e| err(&e))?;
+        tmp.persist(path).map_err(|e| err(&e.error))?;
+        Ok(())
+    }
+
+    /// Reads an index written by [`Index::save`].
+    pub fn load(path: &Path) -> Result<Self>
+    where
+        T: DeserializeOwned,
+    {
+        let err = |reason: String| IndexError::Read {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let bytes = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+        let (len, rest) = bytes
+            .split_first_chunk::<8>()
+            .ok_or_else(|| err("the file is too short".into()))?;
+        let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|e| err(e.to_string()))?;
+        let (head, rows) = (rest.get(..len), rest.get(len..));
+        let (Some(head), Some(rows)) = (head, rows) else {
+            return Err(err("the header runs past the end of the file".into()));
+        };
+        let h: Header<T> = serde_json::from_slice(head).map_err(|e| err(e.to_string()))?;
+        if h.format != FORMAT {
+            return Err(err(format!("unknown format {:?}", h.format)));
+        }
+        if rows.len() != h.items.len() * h.dim * 4 {
+            return Err(err(format!(
+                "{} bytes of embeddings for {} items of {} dimensions",
+                rows.len(),
+                h.items.len(),
+                h.dim
+            )));
+        }
+        Ok(Index {
+            dim: h.dim,
+            rows: rows
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            items: h.items,
+        })
+    }
+}

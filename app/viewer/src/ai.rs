@@ -1,0 +1,388 @@
+//! The AI panel's worker: loads the CLIP model and embeds the report library on its own thread, then
+//! reads the frame on screen (zero-shot findings, most similar reports) and draws heatmaps for prompts.
+//! The GUI thread only sends requests and shows what comes back; a newer request replaces the ones not
+//! yet started, so scrolling through a series never queues stale work.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use radclip_clip::engine::{Engine, render_frame};
+use radclip_clip::heatmap::{EncodedImage, Method};
+use radclip_clip::zeroshot::{FindingList, FindingScore, PromptSet};
+use radclip_dicom::{self as dicom, FrameKey, VoiFunction, Window};
+use radclip_index::Index;
+
+/// What the binary configures: the model and, optionally, a report library to search.
+pub struct AiSetup {
+    /// A model folder or Hugging Face cache entry (as `--model` takes it).
+    pub model: String,
+    /// "cpu", "cuda" or "auto".
+    pub device: String,
+    /// Made on the worker thread (it may generate or read many reports).
+    pub library: Option<Box<dyn FnOnce() -> Vec<LibraryReport> + Send>>,
+}
+
+/// A report of the library: a short title (no patient data), the text shown, and the part of it that
+/// is embedded for the search (e.g. the findings section; CLIP text towers read 77 tokens).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LibraryReport {
+    pub title: String,
+    /// One line shown in the list (e.g. the impression).
+    pub summary: String,
+    pub text: String,
+    pub embedded: String,
+}
+
+/// A frame to read, with what the model card may need from the viewer.
+pub struct AiFrame {
+    pub key: FrameKey,
+    pub frame: Arc<dicom::Frame>,
+    /// The window on screen (`None`: the file's), for cards that take the viewer's.
+    pub window: Option<(Window, VoiFunction)>,
+    pub modality: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimilarReport {
+    pub score: f32,
+    pub report: LibraryReport,
+}
+
+/// A heatmap resampled onto the whole frame, colour-mapped, ready for a texture: RGBA, transparent
+/// outside the region the model saw.
+#[derive(Debug, Clone)]
+pub struct Overlay {
+    pub width: usize,
+    pub height: usize,
+    pub rgba: Vec<u8>,
+}
+
+#[derive(Debug, Clone)]
+pub enum AiEvent {
+    /// The model is loaded.
+    Ready {
+        name: String,
+        intended_use: String,
+        modalities: Vec<String>,
+        /// Per finding, the prompt a click on it maps.
+        findings: Vec<(String, String)>,
+    },
+    /// The model could not be loaded; one sentence.
+    LoadFailed(String),
+    /// The report library is embedded.
+    LibraryReady {
+        reports: usize,
+    },
+    LibraryFailed(String),
+    Findings {
+        key: FrameKey,
+        scores: Vec<FindingScore>,
+        ms: f64,
+    },
+    Similar {
+        key: FrameKey,
+        reports: Vec<SimilarReport>,
+    },
+    Heatmap {
+        key: FrameKey,
+        prompt: String,
+        method: Method,
+        overlay: Overlay,
+        ms: f64,
+    },
+    /// The model does not read this frame (e.g. another modality); why, in a sentence.
+    NotApplicable {
+        key: FrameKey,
+        reason: String,
+    },
+    Failed {
+        key: FrameKey,
+        message: String,
+    },
+}
+
+enum Request {
+    Analyze(AiFrame),
+    Heatmap {
+        key: FrameKey,
+        prompt: String,
+        method: Method,
+    },
+}
+
+/// The handle the GUI keeps.
+pub struct AiWorker {
+    tx: Sender<Request>,
+    rx: Receiver<AiEvent>,
+}
+
+/// The most reports shown as similar.
+pub const SIMILAR: usize = 5;
+/// Longest side of a heatmap overlay texture (the map itself is a patch grid: more adds nothing).
+const OVERLAY_SIDE: usize = 512;
+
+impl AiWorker {
+    pub fn start(setup: AiSetup, wake: impl Fn() + Send + 'static) -> std::io::Result<Self> {
+        let (tx, requests) = crossbeam_channel::unbounded();
+        let (events, rx) = crossbeam_channel::unbounded();
+        std::thread::Builder::new()
+            .name("radclip-ai".into())
+            .spawn(move || run(setup, requests, events, wake))?;
+        Ok(AiWorker { tx, rx })
+    }
+
+    pub fn analyze(&self, frame: AiFrame) {
+        let _ = self.tx.send(Request::Analyze(frame));
+    }
+
+    pub fn heatmap(&self, key: FrameKey, prompt: String, method: Method) {
+        let _ = self.tx.send(Request::Heatmap {
+            key,
+            prompt,
+            method,
+        });
+    }
+
+    pub fn poll(&self) -> Vec<AiEvent> {
+        self.rx.try_iter().collect()
+    }
+}
+
+struct State {
+    engine: Engine,
+    prompts: PromptSet,
+    library: Option<Index<LibraryReport>>,
+    /// The frame read last, kept so that a new prompt on it is cheap.
+    current: Option<(FrameKey, EncodedImage)>,
+}
+
+fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wake: impl Fn()) {
+    let send = |e: AiEvent| {
+        let _ = events.send(e);
+        wake();
+    };
+    let (device, _note) = radclip_clip::device::select(&setup.device);
+    let loaded = Engine::load(&setup.model, &device).and_then(|engine| {
+        let list = FindingList::for_engine(&engine)?;
+        let prompts = PromptSet::new(&engine, &list)?;
+        Ok((engine, list, prompts))
+    });
+    let (engine, list, prompts) = match loaded {
+        Ok(v) => v,
+        Err(e) => {
+            send(AiEvent::LoadFailed(format!(
+                "The AI model could not be loaded: {e}"
+            )));
+            return;
+        }
+    };
+    send(AiEvent::Ready {
+        name: engine.card.name.clone().unwrap_or_else(|| "model".into()),
+        intended_use: engine.card.intended_use.clone(),
+        modalities: engine.card.modalities.clone(),
+        findings: list
+            .finding
+            .iter()
+            .map(|f| {
+                let prompt = f
+                    .positive
+                    .first()
+                    .cloned()
+                    .unwrap_or_else(|| f.name.clone());
+                (f.name.clone(), prompt)
+            })
+            .collect(),
+    });
+    let library = setup
+        .library
+        .map(|make| match embed_library(&engine, make()) {
+            Ok(index) => {
+                send(AiEvent::LibraryReady {
+                    reports: index.len(),
+                });
+                Some(index)
+            }
+            Err(e) => {
+                send(AiEvent::LibraryFailed(format!(
+                    "The report library could not be embedded: {e}"
+                )));
+                None
+            }
+        });
+    let mut state = State {
+        engine,
+        prompts,
+        library: library.flatten(),
+        current: None,
+    };
+    while let Ok(first) = requests.recv() {
+        // Only the newest frame and the newest heatmap matter: the user has moved on from the rest.
+        let (mut analyze, mut heat) = (None, None);
+        for r in std::iter::once(first).chain(requests.try_iter()) {
+            match r {
+                Request::Analyze(f) => {
+                    analyze = Some(f);
+                    heat = None;
+                }
+                h @ Request::Heatmap { .. } => heat = Some(h),
+            }
+        }
+        if let Some(f) = analyze {
+            let key = f.key.clone();
+            if let Err(e) = state.analyze(f, &send) {
+                send(AiEvent::Failed { key, message: e });
+            }
+        }
+        if let Some(Request::Heatmap {
+            key,
+            prompt,
+            method,
+        }) = heat
+            && let Err(e) = state.heatmap(&key, &prompt, method, &send)
+        {
+            send(AiEvent::Failed { key, message: e });
+        }
+    }
+}
+
+/// Report embeddings in batches (one padded batch of thousands would be mostly padding).
+fn embed_library(
+    engine: &Engine,
+    reports: Vec<LibraryReport>,
+) -> radclip_clip::Result<Index<LibraryReport>> {
+    let mut index: Option<Index<LibraryReport>> = None;
+    for chunk in reports.chunks(64) {
+        let texts: Vec<&str> = chunk.iter().map(|r| r.embedded.as_str()).collect();
+        let feats = engine
+            .model
+            .text_features(&engine.tokenizer.batch(&texts)?)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec2::<f32>()?;
+        for (r, f) in chunk.iter().zip(feats) {
+            let idx = index.get_or_insert_with(|| Index::new(f.len()));
+            idx.add(&f, r.clone())
+                .map_err(|e| radclip_clip::Error::Input(e.to_string()))?;
+        }
+    }
+    Ok(index.unwrap_or_else(|| Index::new(0)))
+}
+
+impl State {
+    fn analyze(&mut self, f: AiFrame, send: &impl Fn(AiEvent)) -> Result<(), String> {
+        let card = &self.engine.card;
+        if !card.reads_modality(&f.modality) {
+            send(AiEvent::NotApplicable {
+                key: f.key,
+                reason: format!(
+                    "This model reads {} images; this series is {}.",
+                    card.modalities.join("/"),
+                    if f.modality.is_empty() {
+                        "of unknown modality"
+                    } else {
+                        f.modality.as_str()
+                    }
+                ),
+            });
+            return Ok(());
+        }
+        if f.frame.is_color() {
+            send(AiEvent::NotApplicable {
+                key: f.key,
+                reason: "This model reads greyscale images.".into(),
+            });
+            return Ok(());
+        }
+        let t = Instant::now();
+        let rgb = render_frame(&f.frame, &card.preprocess.window, f.window);
+        let prepared = self.engine.prepare(rgb).map_err(|e| e.to_string())?;
+        let encoded = EncodedImage::new(&self.engine, &prepared).map_err(|e| e.to_string())?;
+        let scores = self
+            .prompts
+            .score(&encoded.features)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        send(AiEvent::Findings {
+            key: f.key.clone(),
+            scores,
+            ms: t.elapsed().as_secs_f64() * 1e3,
+        });
+        if let Some(lib) = &self.library {
+            let q = encoded
+                .features
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|t| t.to_vec1::<f32>())
+                .map_err(|e| e.to_string())?;
+            let hits = lib.search(&q, SIMILAR).map_err(|e| e.to_string())?;
+            send(AiEvent::Similar {
+                key: f.key.clone(),
+                reports: hits
+                    .into_iter()
+                    .map(|h| SimilarReport {
+                        score: h.score,
+                        report: h.item.clone(),
+                    })
+                    .collect(),
+            });
+        }
+        self.current = Some((f.key, encoded));
+        Ok(())
+    }
+
+    fn heatmap(
+        &mut self,
+        key: &FrameKey,
+        prompt: &str,
+        method: Method,
+        send: &impl Fn(AiEvent),
+    ) -> Result<(), String> {
+        let Some((k, encoded)) = &self.current else {
+            return Ok(());
+        };
+        // A map for a frame that is no longer the one read is not wanted any more.
+        if k != key {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let map = self
+            .engine
+            .heatmap(encoded, method, prompt)
+            .map_err(|e| e.to_string())?;
+        let (sw, sh) = map.placement.source;
+        let scale = (OVERLAY_SIDE as f64 / sw.max(sh).max(1) as f64).min(1.0);
+        let (w, h) = (
+            ((sw as f64 * scale).round() as usize).max(1),
+            ((sh as f64 * scale).round() as usize).max(1),
+        );
+        let norm = map.normalized();
+        let mut rgba = vec![0u8; w * h * 4];
+        for y in 0..h {
+            for x in 0..w {
+                let sx = (((x as f64 + 0.5) / scale) as usize).min(sw.saturating_sub(1));
+                let sy = (((y as f64 + 0.5) / scale) as usize).min(sh.saturating_sub(1));
+                if let Some(v) = map.sample(&norm, sx, sy) {
+                    let c = radclip_clip::heatmap::turbo(v);
+                    let i = (y * w + x) * 4;
+                    rgba[i..i + 3].copy_from_slice(&c.map(|c| c as u8));
+                    // Hot regions opaque, cold ones faint, so the anatomy stays readable under the
+                    // map (the panel's opacity scales all of it).
+                    rgba[i + 3] = ((0.25 + 0.75 * v.clamp(0.0, 1.0)) * 255.0).round() as u8;
+                }
+            }
+        }
+        send(AiEvent::Heatmap {
+            key: key.clone(),
+            prompt: prompt.to_string(),
+            method,
+            overlay: Overlay {
+                width: w,
+                height: h,
+                rgba,
+            },
+            ms: t.elapsed().as_secs_f64() * 1e3,
+        });
+        Ok(())
+    }
+}

@@ -1,0 +1,466 @@
+//! The AI panel: the model's findings for the image on screen (probability with its spread across
+//! paraphrases), a text-prompted heatmap drawn over the image, and the most similar reports of the
+//! library. State and drawing only; the work is done by the worker in `ai.rs`.
+
+use std::sync::Arc;
+
+use egui::{Color32, Sense, TextureHandle, TextureOptions, vec2};
+use radclip_clip::heatmap::Method;
+use radclip_clip::zeroshot::FindingScore;
+use radclip_dicom::{self as dicom, FrameKey, VoiFunction, Window};
+
+use crate::ai::{AiEvent, AiFrame, AiSetup, AiWorker, SimilarReport};
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelStatus {
+    Loading,
+    Ready {
+        name: String,
+        intended_use: String,
+        modalities: Vec<String>,
+    },
+    Failed(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum LibraryStatus {
+    None,
+    Embedding,
+    Ready(usize),
+    Failed(String),
+}
+
+/// What the worker said about one frame.
+#[derive(Debug, Clone, Default)]
+pub struct Analysis {
+    pub scores: Option<Vec<FindingScore>>,
+    pub ms: f64,
+    pub similar: Option<Vec<SimilarReport>>,
+    pub not_applicable: Option<String>,
+    pub error: Option<String>,
+}
+
+pub struct ShownOverlay {
+    pub key: FrameKey,
+    pub prompt: String,
+    pub method: Method,
+    pub texture: TextureHandle,
+    pub ms: f64,
+}
+
+/// The frame the panel is about: the active viewport's.
+pub struct Current {
+    pub key: FrameKey,
+    pub frame: Arc<dicom::Frame>,
+    pub window: Option<(Window, VoiFunction)>,
+    pub modality: String,
+}
+
+pub struct AiPanel {
+    worker: AiWorker,
+    pub open: bool,
+    pub status: ModelStatus,
+    pub library: LibraryStatus,
+    /// Per finding, its name and the prompt a click maps.
+    findings: Vec<(String, String)>,
+    /// The frame (and window) last sent for reading, and what came back for it.
+    requested: Option<FrameKey>,
+    pub analysis: Option<(FrameKey, Analysis)>,
+    /// The prompt the user asked to map; kept while scrolling, so every frame gets its map.
+    wanted: Option<(String, Method)>,
+    heat_requested: Option<(FrameKey, String, Method)>,
+    pub overlay: Option<ShownOverlay>,
+    prompt: String,
+    pub method: Method,
+    pub opacity: f32,
+    pub show_heatmap: bool,
+    /// Set once the user maps a prompt of their own (or clicks a finding): no more automatic maps.
+    user_chose: bool,
+}
+
+impl AiPanel {
+    pub fn start(setup: AiSetup, ctx: &egui::Context) -> std::io::Result<Self> {
+        let waker = ctx.clone();
+        let has_library = setup.library.is_some();
+        let worker = AiWorker::start(setup, move || waker.request_repaint())?;
+        Ok(AiPanel {
+            worker,
+            open: true,
+            status: ModelStatus::Loading,
+            library: if has_library {
+                LibraryStatus::Embedding
+            } else {
+                LibraryStatus::None
+            },
+            findings: Vec::new(),
+            requested: None,
+            analysis: None,
+            wanted: None,
+            heat_requested: None,
+            overlay: None,
+            prompt: String::new(),
+            // MaskCLIP localised best on the demo model's held-out phantoms (docs/benchmarks.md).
+            method: Method::MaskClip,
+            opacity: 0.45,
+            show_heatmap: true,
+            user_chose: false,
+        })
+    }
+
+    /// Takes the worker's results.
+    pub fn poll(&mut self, ctx: &egui::Context) {
+        for e in self.worker.poll() {
+            match e {
+                AiEvent::Ready {
+                    name,
+                    intended_use,
+                    modalities,
+                    findings,
+                } => {
+                    self.status = ModelStatus::Ready {
+                        name,
+                        intended_use,
+                        modalities,
+                    };
+                    self.findings = findings;
+                }
+                AiEvent::LoadFailed(m) => self.status = ModelStatus::Failed(m),
+                AiEvent::LibraryReady { reports } => self.library = LibraryStatus::Ready(reports),
+                AiEvent::LibraryFailed(m) => self.library = LibraryStatus::Failed(m),
+                AiEvent::Findings { key, scores, ms } => {
+                    // Until the user picks a prompt, each image's most probable finding is mapped when
+                    // the model calls it present (none when it calls nothing present), so a heatmap is
+                    // on screen at once.
+                    if !self.user_chose {
+                        let top = scores
+                            .iter()
+                            .max_by(|a, b| a.probability.total_cmp(&b.probability))
+                            .filter(|s| s.probability >= 0.5)
+                            .map(|s| s.name.clone());
+                        self.wanted = top.map(|name| (self.prompt_of(&name), self.method));
+                        self.prompt = self
+                            .wanted
+                            .as_ref()
+                            .map(|w| w.0.clone())
+                            .unwrap_or_default();
+                    }
+                    let a = self.analysis_for(&key);
+                    a.scores = Some(scores);
+                    a.ms = ms;
+                }
+                AiEvent::Similar { key, reports } => {
+                    self.analysis_for(&key).similar = Some(reports)
+                }
+                AiEvent::NotApplicable { key, reason } => {
+                    self.analysis_for(&key).not_applicable = Some(reason)
+                }
+                AiEvent::Failed { key, message } => self.analysis_for(&key).error = Some(message),
+                AiEvent::Heatmap {
+                    key,
+                    prompt,
+                    method,
+                    overlay,
+                    ms,
+                } => {
+                    let img = egui::ColorImage::from_rgba_unmultiplied(
+                        [overlay.width, overlay.height],
+                        &overlay.rgba,
+                    );
+                    let texture = match self.overlay.take() {
+                        Some(mut o) => {
+                            o.texture.set(img, TextureOptions::LINEAR);
+                            o.texture
+                        }
+                        None => ctx.load_texture("ai-heatmap", img, TextureOptions::LINEAR),
+                    };
+                    self.overlay = Some(ShownOverlay {
+                        key,
+                        prompt,
+                        method,
+                        texture,
+                        ms,
+                    });
+                }
+            }
+        }
+    }
+
+    fn analysis_for(&mut self, key: &FrameKey) -> &mut Analysis {
+        if self.analysis.as_ref().is_some_and(|(k, _)| k != key) {
+            self.analysis = None;
+        }
+        &mut self
+            .analysis
+            .get_or_insert_with(|| (key.clone(), Analysis::default()))
+            .1
+    }
+
+    /// Sends the frame on screen for reading, and the wanted heatmap for it, unless already sent.
+    pub fn sync(&mut self, current: Option<Current>) {
+        if !self.open || !matches!(self.status, ModelStatus::Ready { .. }) {
+            return;
+        }
+        let Some(c) = current else {
+            return;
+        };
+        if self.requested.as_ref() != Some(&c.key) {
+            self.requested = Some(c.key.clone());
+            self.worker.analyze(AiFrame {
+                key: c.key.clone(),
+                frame: c.frame,
+                window: c.window,
+                modality: c.modality,
+            });
+        }
+        if let Some((prompt, method)) = &self.wanted {
+            let want = (c.key.clone(), prompt.clone(), *method);
+            if self.heat_requested.as_ref() != Some(&want) {
+                self.worker.heatmap(c.key, prompt.clone(), *method);
+                self.heat_requested = Some(want);
+            }
+        }
+    }
+
+    /// The prompt a click on finding `name` maps.
+    fn prompt_of(&self, name: &str) -> String {
+        self.findings
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or(name.to_string(), |(_, p)| p.clone())
+    }
+
+    /// Asks for the map of `prompt` (on this and every later frame).
+    pub fn map_prompt(&mut self, prompt: &str) {
+        let p = prompt.trim();
+        self.user_chose = true;
+        if !p.is_empty() {
+            self.prompt = p.to_string();
+            self.wanted = Some((p.to_string(), self.method));
+            self.show_heatmap = true;
+        }
+    }
+
+    /// The overlay to draw on the frame `key`, with its opacity.
+    pub fn overlay_for(&self, key: &FrameKey) -> Option<(&TextureHandle, f32)> {
+        let o = self.overlay.as_ref()?;
+        let wanted = self
+            .wanted
+            .as_ref()
+            .is_some_and(|(p, m)| *p == o.prompt && *m == o.method);
+        (self.show_heatmap && wanted && o.key == *key).then_some((&o.texture, self.opacity))
+    }
+
+    /// The findings shown for `key`, best first.
+    pub fn findings_for(&self, key: &FrameKey) -> Option<Vec<FindingScore>> {
+        let (k, a) = self.analysis.as_ref()?;
+        let mut s = a.scores.clone()?;
+        (k == key).then(|| {
+            s.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+            s
+        })
+    }
+
+    pub fn ui(&mut self, ui: &mut egui::Ui, current: Option<&FrameKey>) {
+        egui::ScrollArea::vertical().show(ui, |ui| self.contents(ui, current));
+    }
+
+    fn contents(&mut self, ui: &mut egui::Ui, current: Option<&FrameKey>) {
+        let warn = Color32::from_rgb(230, 180, 60);
+        match &self.status {
+            ModelStatus::Loading => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Loading the AI model…");
+                });
+                return;
+            }
+            ModelStatus::Failed(m) => {
+                ui.colored_label(Color32::LIGHT_RED, m);
+                return;
+            }
+            ModelStatus::Ready {
+                name,
+                intended_use,
+                modalities,
+            } => {
+                ui.heading(format!("AI: {name}"));
+                ui.label(egui::RichText::new(intended_use).color(warn));
+                if !modalities.is_empty() {
+                    ui.small(format!("Reads {} images.", modalities.join("/")));
+                }
+            }
+        }
+        ui.separator();
+        let analysis = match (current, &self.analysis) {
+            (Some(c), Some((k, a))) if k == c => Some(a.clone()),
+            _ => None,
+        };
+        let Some(a) = analysis else {
+            if current.is_some() {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Reading this image…");
+                });
+            } else {
+                ui.label("No image on screen.");
+            }
+            return;
+        };
+        if let Some(reason) = &a.not_applicable {
+            ui.label(reason);
+            return;
+        }
+        if let Some(e) = &a.error {
+            ui.colored_label(Color32::LIGHT_RED, e);
+        }
+        if let Some(scores) = current.and_then(|c| self.findings_for(c)) {
+            ui.strong("Findings")
+                .on_hover_text(format!("read in {:.0} ms", a.ms));
+            ui.small("probability (bar: ± spread over paraphrases); click one to map it");
+            let mut clicked = None;
+            for s in &scores {
+                if finding_row(ui, s).clicked() {
+                    clicked = Some(s.name.clone());
+                }
+            }
+            if let Some(name) = clicked {
+                let prompt = self.prompt_of(&name);
+                self.map_prompt(&prompt);
+            }
+        }
+        ui.separator();
+        ui.strong("Heatmap");
+        ui.horizontal(|ui| {
+            let edit = ui.add(
+                egui::TextEdit::singleline(&mut self.prompt)
+                    .hint_text("where is the effusion?")
+                    .desired_width(170.0),
+            );
+            let enter = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
+            if ui.button("Map").clicked() || enter {
+                let p = self.prompt.clone();
+                self.map_prompt(&p);
+            }
+        });
+        ui.horizontal(|ui| {
+            let before = self.method;
+            egui::ComboBox::from_label("method")
+                .selected_text(self.method.name())
+                .show_ui(ui, |ui| {
+                    for m in Method::ALL {
+                        ui.selectable_value(&mut self.method, m, m.name());
+                    }
+                });
+            if self.method != before
+                && let Some((p, _)) = self.wanted.clone()
+            {
+                self.wanted = Some((p, self.method));
+            }
+            ui.checkbox(&mut self.show_heatmap, "Show");
+        });
+        ui.add(egui::Slider::new(&mut self.opacity, 0.0..=1.0).text("opacity"));
+        match (&self.wanted, &self.overlay) {
+            (Some((p, m)), Some(o))
+                if o.prompt == *p && o.method == *m && Some(&o.key) == current =>
+            {
+                ui.small(format!("\"{p}\" by {}", m.name()))
+                    .on_hover_text(format!("mapped in {:.0} ms", o.ms));
+            }
+            (Some((p, _)), _) => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.small(format!("mapping \"{p}\"…"));
+                });
+            }
+            (None, _) => {
+                ui.small("Type a prompt or click a finding.");
+            }
+        }
+        ui.separator();
+        match &self.library {
+            LibraryStatus::None => {}
+            LibraryStatus::Embedding => {
+                ui.horizontal(|ui| {
+                    ui.spinner();
+                    ui.label("Embedding the report library…");
+                });
+            }
+            LibraryStatus::Failed(m) => {
+                ui.colored_label(Color32::LIGHT_RED, m);
+            }
+            LibraryStatus::Ready(n) => {
+                ui.strong("Most similar reports");
+                ui.small(format!("of {n} in the library, by cosine similarity"));
+                for (i, r) in a.similar.iter().flatten().enumerate() {
+                    egui::CollapsingHeader::new(format!("{:.2}  {}", r.score, r.report.summary))
+                        .id_salt(("similar", i))
+                        .show(ui, |ui| {
+                            ui.small(&r.report.title);
+                            ui.label(&r.report.text);
+                        });
+                }
+            }
+        }
+    }
+}
+
+/// One finding: name, a bar for the probability with a whisker for its spread, the percentage.
+fn finding_row(ui: &mut egui::Ui, s: &FindingScore) -> egui::Response {
+    let (rect, resp) = ui.allocate_exact_size(vec2(ui.available_width(), 20.0), Sense::click());
+    let painter = ui.painter_at(rect);
+    let name_w = 120.0;
+    let pct_w = 44.0;
+    let bar = egui::Rect::from_min_max(rect.min + vec2(name_w, 4.0), rect.max - vec2(pct_w, 4.0));
+    let text = ui.visuals().text_color();
+    if resp.hovered() {
+        painter.rect_filled(rect, 2.0, ui.visuals().widgets.hovered.weak_bg_fill);
+    }
+    painter.text(
+        rect.left_center() + vec2(2.0, 0.0),
+        egui::Align2::LEFT_CENTER,
+        &s.name,
+        egui::FontId::proportional(13.0),
+        text,
+    );
+    painter.rect_filled(bar, 2.0, Color32::from_gray(50));
+    let p = s.probability.clamp(0.0, 1.0) as f32;
+    let fill = egui::Rect::from_min_size(bar.min, vec2(bar.width() * p, bar.height()));
+    let colour = if p >= 0.5 {
+        Color32::from_rgb(220, 110, 60)
+    } else {
+        Color32::from_rgb(80, 140, 200)
+    };
+    painter.rect_filled(fill, 2.0, colour);
+    let (lo, hi) = (
+        (s.probability - s.spread).clamp(0.0, 1.0) as f32,
+        (s.probability + s.spread).clamp(0.0, 1.0) as f32,
+    );
+    let y = bar.center().y;
+    let x = |v: f32| bar.left() + bar.width() * v;
+    painter.line_segment(
+        [egui::pos2(x(lo), y), egui::pos2(x(hi), y)],
+        (1.5, Color32::WHITE),
+    );
+    for v in [lo, hi] {
+        painter.line_segment(
+            [egui::pos2(x(v), y - 3.0), egui::pos2(x(v), y + 3.0)],
+            (1.5, Color32::WHITE),
+        );
+    }
+    painter.text(
+        rect.right_center() - vec2(2.0, 0.0),
+        egui::Align2::RIGHT_CENTER,
+        format!("{:.0} %", s.probability * 100.0),
+        egui::FontId::proportional(13.0),
+        text,
+    );
+    // A button to assistive technology (and to the GUI tests), named by its finding.
+    resp.widget_info(|| egui::WidgetInfo::labeled(egui::Role::Button, true, &s.name));
+    resp.on_hover_text(format!(
+        "{}: {:.1} % (spread ± {:.1} over {} paraphrase pairs)",
+        s.name,
+        s.probability * 100.0,
+        s.spread * 100.0,
+        s.pair_probabilities.len()
+    ))
+}

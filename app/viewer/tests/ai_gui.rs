@@ -1,0 +1,189 @@
+//! The AI panel in the real GUI (egui_kittest, wgpu on lavapipe) with the bundled demo model: the demo
+//! radiographs' findings against their ground truth (`truth.json` next to each study), the heatmap drawn
+//! over the image, similar reports from a phantom report library, a click on a finding, and a series the
+//! model does not read.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use egui::vec2;
+use egui_kittest::Harness;
+use egui_kittest::kittest::Queryable;
+use radclip_viewer::ViewerApp;
+use radclip_viewer::ai::{AiSetup, LibraryReport};
+use radclip_viewer::ai_panel::ModelStatus;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The findings written in a demo study's ground truth.
+fn truth(study: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(
+        root()
+            .join("assets/demo-cxr")
+            .join(study)
+            .join("truth.json"),
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn harness() -> Harness<'static, ViewerApp> {
+    let ctx = egui::Context::default();
+    let mut app = ViewerApp::new(&ctx, None).unwrap();
+    app.open_all(
+        &ctx,
+        vec![root().join("assets/demo-cxr"), root().join("assets/demo")],
+    );
+    // A small archive of phantom reports (seed 1, past the demo model's training indices).
+    let library = Box::new(|| {
+        (20_000..20_300)
+            .map(|i| {
+                let r = radclip_phantom::cxr_sample(1, i).report;
+                LibraryReport {
+                    title: format!("Archive study {i}"),
+                    summary: r.impression.clone(),
+                    text: r.text(),
+                    embedded: r.findings.clone(),
+                }
+            })
+            .collect()
+    });
+    app.enable_ai(
+        &ctx,
+        AiSetup {
+            model: root().join("models/radclip-demo").display().to_string(),
+            device: "cpu".into(),
+            library: Some(library),
+        },
+    );
+    Harness::builder()
+        .with_size(vec2(1280.0, 800.0))
+        .wgpu()
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui(ui), app)
+}
+
+/// Steps until `done` holds (workers run on other threads).
+fn step_until(h: &mut Harness<'_, ViewerApp>, what: &str, done: impl Fn(&ViewerApp) -> bool) {
+    let start = Instant::now();
+    while !done(h.state()) {
+        h.step();
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    h.step();
+}
+
+fn current_key(app: &ViewerApp) -> Option<radclip_dicom::FrameKey> {
+    let v = app.viewports.get(app.active)?;
+    let s = &app.series.get(v.series?)?.series;
+    let (inst, frame) = s.instance_of(v.slice)?;
+    Some(radclip_dicom::FrameKey {
+        path: inst.path.clone(),
+        frame,
+    })
+}
+
+fn top_finding(app: &ViewerApp) -> Option<(String, f64)> {
+    let key = current_key(app)?;
+    let f = app.ai.as_ref()?.findings_for(&key)?;
+    f.first().map(|s| (s.name.clone(), s.probability))
+}
+
+#[test]
+fn ai_panel_reads_the_demo_radiographs() {
+    let mut h = harness();
+    step_until(&mut h, "the model and the first findings", |a| {
+        top_finding(a).is_some()
+    });
+    let ai = h.state().ai.as_ref().unwrap();
+    assert!(matches!(ai.status, ModelStatus::Ready { .. }));
+    h.get_by_label_contains("not for clinical use");
+
+    // The four demo studies: each positive study's top finding is its true finding, called present;
+    // the normal study has no finding called present.
+    let studies = [
+        "PHANTOM-CXR-2026-0000",
+        "PHANTOM-CXR-2026-0001",
+        "PHANTOM-CXR-2026-0002",
+        "PHANTOM-CXR-2026-0003",
+    ];
+    for (i, study) in studies.iter().enumerate() {
+        h.state_mut().show_series_in(0, i);
+        step_until(&mut h, "findings of the next study", |a| {
+            top_finding(a).is_some()
+        });
+        let key = current_key(h.state()).unwrap();
+        assert!(key.path.to_string_lossy().contains(study), "{key:?}");
+        let (name, p) = top_finding(h.state()).unwrap();
+        match truth(study).as_slice() {
+            [kind] => {
+                assert_eq!(name.to_lowercase(), kind.replace('_', " "), "{study}");
+                assert!(p > 0.5, "{study}: {name} at {p}");
+            }
+            [] => assert!(p < 0.5, "{study} is normal but {name} is at {p}"),
+            more => panic!("{study}: expected one finding, truth has {more:?}"),
+        }
+    }
+
+    // Back on the pneumothorax study: the top finding is mapped at once, and the most similar reports
+    // of the library state a pneumothorax.
+    h.state_mut().show_series_in(0, 0);
+    step_until(&mut h, "the automatic heatmap and similar reports", |a| {
+        let (Some(ai), Some(key)) = (a.ai.as_ref(), current_key(a)) else {
+            return false;
+        };
+        let similar = ai
+            .analysis
+            .as_ref()
+            .is_some_and(|(k, an)| *k == key && an.similar.is_some());
+        ai.overlay_for(&key).is_some() && similar
+    });
+    let ai = h.state().ai.as_ref().unwrap();
+    let similar = ai.analysis.as_ref().unwrap().1.similar.clone().unwrap();
+    assert_eq!(similar.len(), 5);
+    let ptx = similar
+        .iter()
+        .filter(|r| r.report.text.to_lowercase().contains("pneumothorax"))
+        .filter(|r| !r.report.text.to_lowercase().contains("no pneumothorax"))
+        .count();
+    assert!(
+        ptx >= 3,
+        "only {ptx} of 5 similar reports state a pneumothorax"
+    );
+    h.snapshot("ai_panel_pneumothorax");
+
+    // A click on a finding maps its prompt instead.
+    h.get_by_label("Nodule").click();
+    step_until(&mut h, "the nodule map", |a| {
+        let (Some(ai), Some(key)) = (a.ai.as_ref(), current_key(a)) else {
+            return false;
+        };
+        ai.overlay.as_ref().is_some_and(|o| {
+            o.key == key && o.prompt.contains("nodule") && ai.overlay_for(&key).is_some()
+        })
+    });
+
+    // The demo CT: the model says why it does not read it.
+    h.state_mut().show_series_in(0, 4);
+    step_until(&mut h, "the CT verdict", |a| {
+        let (Some(ai), Some(key)) = (a.ai.as_ref(), current_key(a)) else {
+            return false;
+        };
+        ai.analysis
+            .as_ref()
+            .is_some_and(|(k, an)| *k == key && an.not_applicable.is_some())
+    });
+    h.get_by_label_contains("this series is CT");
+}
