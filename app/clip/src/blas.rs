@@ -4,7 +4,7 @@
 //! 2-core AVX-512 machine, where OpenBLAS's SkylakeX kernels reach ~210 GFLOP/s on the same shapes
 //! (docs/benchmarks.md). OpenBLAS is loaded at run time (`libopenblas.so.0`, Debian's `libopenblas0`),
 //! not linked, so a machine without it still runs, on candle's own kernels; `RADCLIP_BLAS=off` forces
-//! that. Only tensors outside autograd take this path: training keeps candle's matmul and its backward.
+//! that. Training takes it too: the linear op's backward is two more OpenBLAS products.
 
 use std::ffi::{c_char, c_int};
 use std::sync::OnceLock;
@@ -131,7 +131,93 @@ pub fn active() -> Option<&'static str> {
     blas().map(|b| b.core.as_str())
 }
 
-/// `x · wᵀ` for `x` [M, K] and `w` [N, K], both f32, contiguous, on the CPU.
+/// `op(a) · op(b)` for row-major, contiguous f32 matrices on the CPU, `op` transposing where asked:
+/// the forward product of a linear layer (`b` transposed) and both products of its backward pass.
+struct Gemm {
+    trans_a: bool,
+    trans_b: bool,
+}
+
+impl Gemm {
+    fn run(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let fail = |m: &str| candle_core::Error::Msg(format!("openblas-gemm: {m}"));
+        let blas = blas().ok_or_else(|| fail("OpenBLAS is not loaded"))?;
+        let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
+            return Err(fail("only f32 is supported"));
+        };
+        let ((ra, ca), (rb, cb)) = (l1.shape().dims2()?, l2.shape().dims2()?);
+        let (m, k) = if self.trans_a { (ca, ra) } else { (ra, ca) };
+        let (k2, n) = if self.trans_b { (cb, rb) } else { (rb, cb) };
+        if k != k2 {
+            return Err(fail("inner dimensions differ"));
+        }
+        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
+        else {
+            return Err(fail("inputs must be contiguous"));
+        };
+        let (a, b) = (
+            a.get(a0..a1).ok_or_else(|| fail("bad layout"))?,
+            b.get(b0..b1).ok_or_else(|| fail("bad layout"))?,
+        );
+        if a.len() != ra * ca || b.len() != rb * cb {
+            return Err(fail("bad layout"));
+        }
+        let dim = |v: usize| c_int::try_from(v).map_err(|_| fail("matrix too large"));
+        let (mi, ni, ki) = (dim(m)?, dim(n)?, dim(k)?);
+        let (lda, ldb) = (dim(ca)?, dim(cb)?);
+        let mut out = vec![0f32; m * n];
+        if m == 0 || n == 0 {
+            return Ok((CpuStorage::F32(out), Shape::from((m, n))));
+        }
+        let t = |yes: bool| if yes { TRANS } else { NO_TRANS };
+        // SAFETY: a is ra×ca and b is rb×cb, row-major and exactly that long (checked above), read with
+        // leading dimensions ca and cb as op(a) m×k and op(b) k×n; out is m×n with leading dimension n.
+        // cblas_sgemm reads and writes only those and returns when done (its own threads included).
+        unsafe {
+            (blas.sgemm)(
+                ROW_MAJOR,
+                t(self.trans_a),
+                t(self.trans_b),
+                mi,
+                ni,
+                ki,
+                1.0,
+                a.as_ptr(),
+                lda,
+                b.as_ptr(),
+                ldb,
+                0.0,
+                out.as_mut_ptr(),
+                ni,
+            );
+        }
+        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+    }
+}
+
+impl CustomOp2 for Gemm {
+    fn name(&self) -> &'static str {
+        "openblas-gemm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.run(s1, l1, s2, l2)
+    }
+}
+
+/// `x · wᵀ`, differentiable: the gradients are OpenBLAS products too (dx = g·w, dw = gᵀ·x).
 struct LinearOp;
 
 impl CustomOp2 for LinearOp {
@@ -146,73 +232,57 @@ impl CustomOp2 for LinearOp {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let fail = |m: &str| candle_core::Error::Msg(format!("openblas-linear: {m}"));
-        let blas = blas().ok_or_else(|| fail("OpenBLAS is not loaded"))?;
-        let (CpuStorage::F32(x), CpuStorage::F32(w)) = (s1, s2) else {
-            return Err(fail("only f32 is supported"));
-        };
-        let ((m, k), (n, k2)) = (l1.shape().dims2()?, l2.shape().dims2()?);
-        if k != k2 {
-            return Err(fail("inner dimensions differ"));
+        Gemm {
+            trans_a: false,
+            trans_b: true,
         }
-        let (Some((x0, x1)), Some((w0, w1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            return Err(fail("inputs must be contiguous"));
-        };
-        let (x, w) = (
-            x.get(x0..x1).ok_or_else(|| fail("bad layout"))?,
-            w.get(w0..w1).ok_or_else(|| fail("bad layout"))?,
-        );
-        let dim = |v: usize| c_int::try_from(v).map_err(|_| fail("matrix too large"));
-        let (mi, ni, ki) = (dim(m)?, dim(n)?, dim(k)?);
-        if x.len() != m * k || w.len() != n * k {
-            return Err(fail("bad layout"));
-        }
-        let mut out = vec![0f32; m * n];
-        if m == 0 || n == 0 {
-            return Ok((CpuStorage::F32(out), Shape::from((m, n))));
-        }
-        // SAFETY: x is m×k, w is n×k and out is m×n, all row-major and exactly that long (checked
-        // above), with leading dimensions k, k and n; cblas_sgemm reads and writes only those and
-        // returns when done (its own threads included).
-        unsafe {
-            (blas.sgemm)(
-                ROW_MAJOR,
-                NO_TRANS,
-                TRANS,
-                mi,
-                ni,
-                ki,
-                1.0,
-                x.as_ptr(),
-                ki,
-                w.as_ptr(),
-                ki,
-                0.0,
-                out.as_mut_ptr(),
-                ni,
-            );
-        }
-        Ok((CpuStorage::F32(out), Shape::from((m, n))))
+        .run(s1, l1, s2, l2)
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = g.contiguous()?;
+        let dx = g.apply_op2_no_bwd(
+            w,
+            &Gemm {
+                trans_a: false,
+                trans_b: false,
+            },
+        )?;
+        let dw = g.apply_op2_no_bwd(
+            x,
+            &Gemm {
+                trans_a: true,
+                trans_b: false,
+            },
+        )?;
+        Ok((Some(dx), Some(dw)))
     }
 }
 
-/// `x · wᵀ` through OpenBLAS when it is loaded and the operands qualify (CPU, f32, no autograd), else
-/// `None` and the caller uses candle's matmul.
+/// `x · wᵀ` through OpenBLAS when it is loaded and the operands qualify (CPU, f32, 2-D), else `None`
+/// and the caller uses candle's matmul. Differentiable: training takes this path too.
 pub fn linear(x: &Tensor, w: &Tensor) -> candle_core::Result<Option<Tensor>> {
     let qualifies = x.device().is_cpu()
         && x.dtype() == candle_core::DType::F32
         && w.dtype() == candle_core::DType::F32
         && x.rank() == 2
-        && w.rank() == 2
-        && !x.track_op()
-        && !w.track_op();
+        && w.rank() == 2;
     if !qualifies || blas().is_none() {
         return Ok(None);
     }
     let x = x.contiguous()?;
     let w = w.contiguous()?;
-    x.apply_op2_no_bwd(&w, &LinearOp).map(Some)
+    if x.track_op() || w.track_op() {
+        x.apply_op2(&w, LinearOp).map(Some)
+    } else {
+        x.apply_op2_no_bwd(&w, &LinearOp).map(Some)
+    }
 }
 
 #[cfg(test)]
@@ -244,15 +314,22 @@ mod tests {
             let diff = (ours - theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
             assert!(diff < 1e-4, "{m}×{k}×{n}: max |Δ| {diff}");
         }
-        // Autograd inputs keep candle's path.
-        let v = candle_core::Var::randn(0f32, 1.0, (4, 3), &dev)?;
-        assert!(
-            linear(
-                v.as_tensor(),
-                &Tensor::ones((2, 3), candle_core::DType::F32, &dev)?
-            )?
-            .is_none()
-        );
+        // Gradients through the OpenBLAS path equal candle's.
+        let xv = candle_core::Var::randn(0f32, 1.0, (9, 13), &dev)?;
+        let wv = candle_core::Var::randn(0f32, 1.0, (7, 13), &dev)?;
+        let target = Tensor::randn(0f32, 1.0, (9, 7), &dev)?;
+        let loss = |y: Tensor| (y - &target)?.sqr()?.sum_all();
+        let y = linear(xv.as_tensor(), wv.as_tensor())?
+            .ok_or_else(|| candle_core::Error::Msg("no BLAS".into()))?;
+        let ours = loss(y)?.backward()?;
+        let theirs = loss(xv.as_tensor().matmul(&wv.as_tensor().t()?)?)?.backward()?;
+        for v in [&xv, &wv] {
+            let (Some(a), Some(b)) = (ours.get(v.as_tensor()), theirs.get(v.as_tensor())) else {
+                return Err(candle_core::Error::Msg("a gradient is missing".into()));
+            };
+            let diff = (a - b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            assert!(diff < 1e-3, "gradient differs by {diff}");
+        }
         Ok(())
     }
 }
