@@ -36,16 +36,7 @@ pub struct Prepared {
 
 /// Whether a file is DICOM: the "DICM" magic at 128, or a .dcm name.
 pub fn is_dicom(path: &Path) -> bool {
-    use std::io::Read;
-    let mut head = [0u8; 132];
-    let magic = std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
-        && &head[128..132] == b"DICM";
-    magic
-        || path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
+    radclip_dicom::study::looks_like_dicom(path)
 }
 
 /// Renders frame `frame` of a DICOM file with the card's window, or reads an image file.

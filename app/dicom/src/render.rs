@@ -68,15 +68,8 @@ pub fn render_voi(frame: &Frame, voi: Option<&Voi>) -> Rendered {
                 let look = |s: i64| lut.get((s - lo) as usize).copied().unwrap_or(0);
                 map_samples(&frame.samples, look)
             } else {
-                let default;
-                let voi = match voi {
-                    Some(v) => v,
-                    None => {
-                        default = frame.default_voi();
-                        &default
-                    }
-                };
-                map_samples(&frame.samples, |s| to_display(frame, voi, *invert, s))
+                let voi = voi_or_default(frame, voi);
+                map_samples(&frame.samples, |s| to_display(frame, &voi, *invert, s))
             };
             Rendered::Grey { rows, cols, data }
         }
@@ -90,18 +83,19 @@ fn to_display(frame: &Frame, voi: &Voi, invert: bool, stored: i64) -> u8 {
     (y * 255.0).round().clamp(0.0, 255.0) as u8
 }
 
+/// The VOI asked for, else the frame's default.
+fn voi_or_default<'a>(frame: &Frame, voi: Option<&'a Voi>) -> std::borrow::Cow<'a, Voi> {
+    match voi {
+        Some(v) => std::borrow::Cow::Borrowed(v),
+        None => std::borrow::Cow::Owned(frame.default_voi()),
+    }
+}
+
 fn display_lut_span(frame: &Frame, voi: Option<&Voi>, lo: i64, hi: i64) -> Vec<u8> {
     let invert = matches!(frame.color, ColorModel::Mono { invert: true });
-    let default;
-    let voi = match voi {
-        Some(v) => v,
-        None => {
-            default = frame.default_voi();
-            &default
-        }
-    };
+    let voi = voi_or_default(frame, voi);
     (lo..=hi)
-        .map(|s| to_display(frame, voi, invert, s))
+        .map(|s| to_display(frame, &voi, invert, s))
         .collect()
 }
 

@@ -208,7 +208,7 @@ pub fn scan(path: &Path) -> Result<StudyTree> {
 }
 
 /// The "DICM" magic after the 128-byte preamble, or a .dcm name (files without a preamble exist).
-fn looks_like_dicom(path: &Path) -> bool {
+pub fn looks_like_dicom(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 132];
     let magic = std::fs::File::open(path)
