@@ -148,23 +148,14 @@ impl Gemm {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let fail = |m: &str| candle_core::Error::Msg(format!("openblas-gemm: {m}"));
         let blas = blas().ok_or_else(|| fail("OpenBLAS is not loaded"))?;
-        let (CpuStorage::F32(a), CpuStorage::F32(b)) = (s1, s2) else {
-            return Err(fail("only f32 is supported"));
-        };
+        let a = crate::ops::f32_slice(s1, l1, "openblas-gemm")?;
+        let b = crate::ops::f32_slice(s2, l2, "openblas-gemm")?;
         let ((ra, ca), (rb, cb)) = (l1.shape().dims2()?, l2.shape().dims2()?);
         let (m, k) = if self.trans_a { (ca, ra) } else { (ra, ca) };
         let (k2, n) = if self.trans_b { (cb, rb) } else { (rb, cb) };
         if k != k2 {
             return Err(fail("inner dimensions differ"));
         }
-        let (Some((a0, a1)), Some((b0, b1))) = (l1.contiguous_offsets(), l2.contiguous_offsets())
-        else {
-            return Err(fail("inputs must be contiguous"));
-        };
-        let (a, b) = (
-            a.get(a0..a1).ok_or_else(|| fail("bad layout"))?,
-            b.get(b0..b1).ok_or_else(|| fail("bad layout"))?,
-        );
         if a.len() != ra * ca || b.len() != rb * cb {
             return Err(fail("bad layout"));
         }

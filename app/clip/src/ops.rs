@@ -19,7 +19,7 @@ fn fused(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32 && x.rank() >= 1
 }
 
-fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> CResult<&'a [f32]> {
+pub(crate) fn f32_slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> CResult<&'a [f32]> {
     let data = match s {
         CpuStorage::F32(d) => d.as_slice(),
         _ => candle_core::bail!("{what}: expected f32"),
@@ -263,7 +263,7 @@ impl CustomOp2 for BatchMatmul {
                     b_cs as isize,
                     b_rs as isize,
                     0.0,
-                    self.scale,
+                    scale,
                     false,
                     false,
                     false,
@@ -360,12 +360,10 @@ impl CustomOp1 for Softmax {
         let n = row_len(l)?;
         let y = map_rows(n, x, None, |x, _, y| {
             let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
             for (d, &s) in y.iter_mut().zip(x) {
                 *d = exp_f32(s - max);
             }
-            sum += y.iter().sum::<f32>();
-            let inv = 1.0 / sum;
+            let inv = 1.0 / y.iter().sum::<f32>();
             y.iter_mut().for_each(|d| *d *= inv);
         });
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -885,6 +883,27 @@ mod tests {
         };
         for shape in [[3usize, 50, 128], [2, 7, 33], [1, 9000, 2]] {
             check(|x| normalize_last(x, 1e-5), composed, &shape)?;
+        }
+        Ok(())
+    }
+
+    /// The per-head product equals candle's matmul on both of its paths (direct loops for small heads,
+    /// one GEMM per head for large ones), for q · kᵀ (a transposed view) and probs · v, with and without
+    /// a scale.
+    #[test]
+    fn batch_matmul_matches_candle_on_both_paths() -> TResult {
+        // (batch, heads, tokens, head width): a text's heads (direct) and a B/16 image's (GEMM).
+        for (b, h, n, d) in [(2, 3, 17, 64), (1, 2, 197, 64)] {
+            let q = input(&[b, h, n, d], 1)?;
+            let k = input(&[b, h, n, d], 2)?;
+            let p = input(&[b, h, n, n], 3)?;
+            for (x, y, scale) in [(&q, &k.t()?, 0.125), (&p, &k, 1.0)] {
+                let ours = batch_matmul(x, y, scale)?;
+                let theirs = (x.matmul(y)? * scale)?;
+                let diff = (ours - &theirs)?.abs()?.max_all()?.to_scalar::<f32>()?;
+                let size = theirs.abs()?.max_all()?.to_scalar::<f32>()?;
+                assert!(diff <= 1e-5 * size, "{b}×{h}×{n}×{d}: |Δ| {diff} of {size}");
+            }
         }
         Ok(())
     }

@@ -27,20 +27,8 @@ impl VoiLut {
     }
 
     fn read(item: &Obj) -> Option<VoiLut> {
-        let desc = item.get(tags::LUT_DESCRIPTOR)?.to_multi_int::<i64>().ok()?;
-        let (n, first, bits) = (*desc.first()?, *desc.get(1)?, *desc.get(2)?);
-        // A zero count means 65,536 entries (PS3.3 C.11.2.1.1).
-        let n = if n == 0 {
-            65536
-        } else {
-            usize::try_from(n).ok()?
-        };
+        let (first, bits, entries) = read_table(item)?;
         let bits = u16::try_from(bits).ok().filter(|b| (1..=16).contains(b))?;
-        let mut entries = lut_words(item.get(tags::LUT_DATA)?)?;
-        if entries.len() < n || n == 0 {
-            return None;
-        }
-        entries.truncate(n);
         Some(VoiLut {
             first_mapped: first,
             bits,
@@ -66,6 +54,26 @@ impl VoiLut {
         let lo = self.first_mapped as f64;
         (lo, lo + self.entries.len().saturating_sub(1) as f64)
     }
+}
+
+/// A LUT item's descriptor and data (Modality and VOI LUT Sequences): the first mapped value, the
+/// declared bits per entry, and exactly as many entries as the descriptor says; `None` when the data is
+/// shorter than that.
+pub fn read_table(item: &Obj) -> Option<(i64, i64, Vec<u16>)> {
+    let desc = item.get(tags::LUT_DESCRIPTOR)?.to_multi_int::<i64>().ok()?;
+    let (n, first, bits) = (*desc.first()?, *desc.get(1)?, *desc.get(2)?);
+    // A zero count means 65,536 entries (PS3.3 C.11.1.1, C.11.2.1.1).
+    let n = if n == 0 {
+        65536
+    } else {
+        usize::try_from(n).ok()?
+    };
+    let mut entries = lut_words(item.get(tags::LUT_DATA)?)?;
+    if entries.len() < n {
+        return None;
+    }
+    entries.truncate(n);
+    Some((first, bits, entries))
 }
 
 /// The words of a LUT Data element: US values, or OW bytes read little-endian (dicom-rs has already

@@ -356,10 +356,12 @@ pub fn modality_lut(obj: &Obj, frame: u32, color: bool) -> ModalityLut {
     if color {
         return ModalityLut::Identity;
     }
-    if let Some(table) = attrs::item(obj, tags::MODALITY_LUT_SEQUENCE).and_then(lut_table) {
+    if let Some((first_mapped, _, entries)) =
+        attrs::item(obj, tags::MODALITY_LUT_SEQUENCE).and_then(lut::read_table)
+    {
         return ModalityLut::Table {
-            first_mapped: table.0,
-            entries: table.1,
+            first_mapped,
+            entries,
         };
     }
     let read = |o: &Obj| {
@@ -393,15 +395,6 @@ pub fn windows(obj: &Obj, frame: u32) -> (Vec<Window>, VoiFunction) {
         (!ws.is_empty()).then_some((ws, function))
     };
     attrs::frame_attr(obj, frame, tags::FRAME_VOILUT_SEQUENCE, read).unwrap_or_default()
-}
-
-/// A LUT table item (descriptor + data), as in the Modality LUT Sequence.
-fn lut_table(item: &Obj) -> Option<(i64, Vec<u16>)> {
-    let desc = item.get(tags::LUT_DESCRIPTOR)?.to_multi_int::<i64>().ok()?;
-    let (n, first) = (*desc.first()?, *desc.get(1)?);
-    let n = if n == 0 { 65536 } else { n as usize };
-    let data = lut::lut_words(item.get(tags::LUT_DATA)?)?;
-    (data.len() >= n).then(|| (first, data.into_iter().take(n).collect()))
 }
 
 fn palette(obj: &Obj, path: &Path) -> Result<Palette> {

@@ -110,12 +110,18 @@ pub struct DisplayLut {
     pub table: Vec<u8>,
 }
 
+/// The stored range of a monochrome frame when it fits a [`DisplayLut`], else `None`.
+fn gpu_span(frame: &Frame) -> Option<(i64, i64)> {
+    let (lo, hi) = frame.stored_range;
+    let fits = usize::try_from(hi - lo).is_ok_and(|span| span < GPU_LUT_MAX);
+    (matches!(frame.color, ColorModel::Mono { .. }) && fits).then_some((lo, hi))
+}
+
 /// The display table of a monochrome frame whose stored values span at most [`GPU_LUT_MAX`] values;
 /// `None` for colour frames and wider (32-bit) data.
 pub fn display_lut(frame: &Frame, voi: Option<&Voi>) -> Option<DisplayLut> {
-    let (lo, hi) = frame.stored_range;
-    let fits = usize::try_from(hi - lo).is_ok_and(|span| span < GPU_LUT_MAX);
-    (matches!(frame.color, ColorModel::Mono { .. }) && fits).then(|| DisplayLut {
+    let (lo, hi) = gpu_span(frame)?;
+    Some(DisplayLut {
         first: lo,
         table: display_lut_span(frame, voi, lo, hi),
     })
@@ -124,40 +130,18 @@ pub fn display_lut(frame: &Frame, voi: Option<&Voi>) -> Option<DisplayLut> {
 /// Every sample of a monochrome frame as `stored − first` in 16 bits, the index into its
 /// [`DisplayLut`]; `None` where [`display_lut`] is `None`.
 pub fn lut_indices(frame: &Frame) -> Option<Vec<u16>> {
-    let (lo, hi) = frame.stored_range;
-    if !matches!(frame.color, ColorModel::Mono { .. })
-        || !usize::try_from(hi - lo).is_ok_and(|span| span < GPU_LUT_MAX)
-    {
-        return None;
-    }
-    fn go<T: Copy + Sync + Into<i64>>(v: &[T], lo: i64) -> Vec<u16> {
-        let mut out = vec![0u16; v.len()];
-        out.par_chunks_mut(1 << 16)
-            .zip(v.par_chunks(1 << 16))
-            .for_each(|(o, i)| {
-                o.iter_mut()
-                    .zip(i)
-                    .for_each(|(o, &s)| *o = (s.into() - lo) as u16)
-            });
-        out
-    }
-    Some(match &frame.samples {
-        Samples::U8(v) => go(v, lo),
-        Samples::U16(v) => go(v, lo),
-        Samples::I16(v) => go(v, lo),
-        Samples::U32(v) => go(v, lo),
-        Samples::I32(v) => go(v, lo),
-    })
+    let (lo, _) = gpu_span(frame)?;
+    Some(map_samples(&frame.samples, |s| (s - lo) as u16))
 }
 
 /// Applies `f` to every sample in parallel chunks.
-fn map_samples(samples: &Samples, f: impl Fn(i64) -> u8 + Sync) -> Vec<u8> {
-    fn go<T: Copy + Sync>(
+fn map_samples<O: Copy + Default + Send>(samples: &Samples, f: impl Fn(i64) -> O + Sync) -> Vec<O> {
+    fn go<T: Copy + Sync, O: Copy + Default + Send>(
         v: &[T],
         widen: impl Fn(T) -> i64 + Sync,
-        f: &(impl Fn(i64) -> u8 + Sync),
-    ) -> Vec<u8> {
-        let mut out = vec![0u8; v.len()];
+        f: &(impl Fn(i64) -> O + Sync),
+    ) -> Vec<O> {
+        let mut out = vec![O::default(); v.len()];
         out.par_chunks_mut(1 << 16)
             .zip(v.par_chunks(1 << 16))
             .for_each(|(o, i)| o.iter_mut().zip(i).for_each(|(o, &s)| *o = f(widen(s))));

@@ -2,12 +2,10 @@
 //! paraphrases), a text-prompted heatmap drawn over the image, and the most similar reports of the
 //! library. State and drawing only; the work is done by the worker in `ai.rs`.
 
-use std::sync::Arc;
-
 use egui::{Color32, Sense, TextureHandle, TextureOptions, vec2};
 use radclip_clip::heatmap::Method;
 use radclip_clip::zeroshot::FindingScore;
-use radclip_dicom::{self as dicom, FrameKey, VoiFunction, Window};
+use radclip_dicom::FrameKey;
 
 use crate::ai::{AiEvent, AiFrame, AiSetup, AiWorker, SimilarReport};
 
@@ -46,14 +44,6 @@ pub struct ShownOverlay {
     pub method: Method,
     pub texture: TextureHandle,
     pub ms: f64,
-}
-
-/// The frame the panel is about: the active viewport's.
-pub struct Current {
-    pub key: FrameKey,
-    pub frame: Arc<dicom::Frame>,
-    pub window: Option<(Window, VoiFunction)>,
-    pub modality: String,
 }
 
 pub struct AiPanel {
@@ -196,26 +186,22 @@ impl AiPanel {
     }
 
     /// Sends the frame on screen for reading, and the wanted heatmap for it, unless already sent.
-    pub fn sync(&mut self, current: Option<Current>) {
+    pub fn sync(&mut self, current: Option<AiFrame>) {
         if !self.open || !matches!(self.status, ModelStatus::Ready { .. }) {
             return;
         }
         let Some(c) = current else {
             return;
         };
-        if self.requested.as_ref() != Some(&c.key) {
-            self.requested = Some(c.key.clone());
-            self.worker.analyze(AiFrame {
-                key: c.key.clone(),
-                frame: c.frame,
-                window: c.window,
-                modality: c.modality,
-            });
+        let key = c.key.clone();
+        if self.requested.as_ref() != Some(&key) {
+            self.requested = Some(key.clone());
+            self.worker.analyze(c);
         }
         if let Some((prompt, method)) = &self.wanted {
-            let want = (c.key.clone(), prompt.clone(), *method);
+            let want = (key.clone(), prompt.clone(), *method);
             if self.heat_requested.as_ref() != Some(&want) {
-                self.worker.heatmap(c.key, prompt.clone(), *method);
+                self.worker.heatmap(key, prompt.clone(), *method);
                 self.heat_requested = Some(want);
             }
         }

@@ -12,7 +12,8 @@ use radclip_dicom::{
     self as dicom, FrameKey, LoadEvent, Loader, Series, StudyTree, VoiFunction, Window,
 };
 
-use crate::ai_panel::{AiPanel, Current};
+use crate::ai::AiFrame;
+use crate::ai_panel::AiPanel;
 use crate::gpu::{GpuFrame, GpuTable, VoiCallback};
 use crate::state::{
     Command, DragAction, Layout, Measurement, MeasurementKind, MouseBindings, Tool, Viewport,
@@ -108,12 +109,12 @@ impl ViewerApp {
     }
 
     /// The active viewport's frame, as the AI panel needs it.
-    fn ai_current(&self) -> Option<Current> {
+    fn ai_current(&self) -> Option<AiFrame> {
         let v = self.viewports.get(self.active)?;
         let key = self.frame_key(v)?;
         let frame = self.loader.cache().get(&key)?;
         let modality = self.series.get(v.series?)?.series.modality.clone();
-        Some(Current {
+        Some(AiFrame {
             key,
             frame,
             window: v.window,
@@ -679,9 +680,7 @@ impl ViewerApp {
         match &shown.picture {
             Picture::Texture(texture) => draw_image(&painter, texture.id(), &t),
             Picture::Gpu { frame, table } => {
-                let (w, h) = (t.image_size.x, t.image_size.y);
-                let corners = [pos2(0.0, 0.0), pos2(w, 0.0), pos2(w, h), pos2(0.0, h)]
-                    .map(|p| t.screen_from_image(p));
+                let corners = image_corners(&t).map(|(p, _)| p);
                 painter.add(eframe::egui_wgpu::Callback::new_paint_callback(
                     rect,
                     VoiCallback {
@@ -1372,23 +1371,29 @@ fn draw_textured(
     t: &ViewTransform,
     tint: Color32,
 ) {
-    let (w, h) = (t.image_size.x, t.image_size.y);
     let mut mesh = egui::Mesh::with_texture(texture);
-    let corners = [
-        (pos2(0.0, 0.0), pos2(0.0, 0.0)),
-        (pos2(w, 0.0), pos2(1.0, 0.0)),
-        (pos2(w, h), pos2(1.0, 1.0)),
-        (pos2(0.0, h), pos2(0.0, 1.0)),
-    ];
-    for (p, uv) in corners {
+    for (pos, uv) in image_corners(t) {
         mesh.vertices.push(egui::epaint::Vertex {
-            pos: t.screen_from_image(p),
+            pos,
             uv,
             color: tint,
         });
     }
     mesh.indices.extend_from_slice(&[0, 1, 2, 0, 2, 3]);
     painter.add(egui::Shape::mesh(mesh));
+}
+
+/// The image's corners (0,0), (w,0), (w,h), (0,h) on screen, with their texture coordinates: one quad
+/// for the texture path, the overlay and the GPU path alike.
+fn image_corners(t: &ViewTransform) -> [(Pos2, Pos2); 4] {
+    let (w, h) = (t.image_size.x, t.image_size.y);
+    [
+        (pos2(0.0, 0.0), pos2(0.0, 0.0)),
+        (pos2(w, 0.0), pos2(1.0, 0.0)),
+        (pos2(w, h), pos2(1.0, 1.0)),
+        (pos2(0.0, h), pos2(0.0, 1.0)),
+    ]
+    .map(|(p, uv)| (t.screen_from_image(p), uv))
 }
 
 /// The pixel pipeline's display output as an egui image; `invert` is the user's toggle.
