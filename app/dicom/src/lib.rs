@@ -13,6 +13,7 @@ pub mod measure;
 pub mod pixel;
 pub mod render;
 mod rle;
+pub mod seg;
 pub mod study;
 
 pub use error::{Error, Result};

@@ -1,5 +1,6 @@
 //! Phantom studies written as real DICOM: the radiograph as a DX image (For Presentation), the report as
-//! a Basic Text SR in the same study, and the truth as a sidecar (masks as PNG, facts as JSON).
+//! a Basic Text SR in the same study, the finding masks as a DICOM Segmentation, and the truth as a sidecar
+//! (masks as PNG too, facts as JSON).
 
 use std::path::{Path, PathBuf};
 
@@ -273,6 +274,260 @@ pub fn write_sr(path: &Path, ids: &StudyIds, sr: &TextSr) -> Result<()> {
             ],
         );
     write_file(path, b.done(), uids::BASIC_TEXT_SR_STORAGE, &sr.sop_uid)
+}
+
+/// One segment of a SEG: a finding's mask with its label and coded meaning.
+pub struct Segment<'a> {
+    pub label: String,
+    pub description: String,
+    /// (category, property type), each as (code value, scheme, meaning).
+    pub category: (&'a str, &'a str, &'a str),
+    pub property: (&'a str, &'a str, &'a str),
+    pub mask: &'a [bool],
+}
+
+/// The coded meaning of a finding's mask (SNOMED CT, as DICOM's segmentation property contexts use):
+/// (category, property type).
+#[allow(clippy::type_complexity)]
+pub fn segment_codes(
+    kind: crate::Kind,
+) -> (
+    (&'static str, &'static str, &'static str),
+    (&'static str, &'static str, &'static str),
+) {
+    use crate::Kind;
+    let abnormal = ("49755003", "SCT", "Morphologically Abnormal Structure");
+    match kind {
+        Kind::Nodule => (abnormal, ("27925004", "SCT", "Nodule")),
+        Kind::Mass => (abnormal, ("4147007", "SCT", "Mass")),
+        Kind::PleuralEffusion => (abnormal, ("60046008", "SCT", "Pleural effusion")),
+        Kind::Pneumothorax => (abnormal, ("36118008", "SCT", "Pneumothorax")),
+        Kind::Consolidation => (abnormal, ("95436008", "SCT", "Lung consolidation")),
+        // The mask is the enlarged heart's silhouette: an anatomical structure, described as cardiomegaly.
+        Kind::Cardiomegaly => (
+            ("91723000", "SCT", "Anatomical Structure"),
+            ("80891009", "SCT", "Heart"),
+        ),
+    }
+}
+
+/// The masks as a DICOM Segmentation (binary, one frame per segment) in the image's study, referencing
+/// the image as each frame's source, so other viewers (OHIF, Weasis, 3D Slicer) overlay them.
+pub struct SegObject<'a> {
+    pub size: usize,
+    pub pixel_mm: f64,
+    pub series_uid: String,
+    pub sop_uid: String,
+    /// (series, SOP class, SOP instance) of the segmented image.
+    pub source: (String, String, String),
+    pub segments: Vec<Segment<'a>>,
+}
+
+/// Bits of `frames` packed as DICOM's 1-bit pixel data wants them: pixel i of the concatenated frames is
+/// bit i % 8 (least significant first) of byte i / 8, padded to an even length.
+pub fn pack_bits<'a>(frames: impl Iterator<Item = &'a [bool]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0usize;
+    for frame in frames {
+        for &v in frame {
+            if i.is_multiple_of(8) {
+                out.push(0u8);
+            }
+            if v && let Some(b) = out.last_mut() {
+                *b |= 1 << (i % 8);
+            }
+            i += 1;
+        }
+    }
+    if !out.len().is_multiple_of(2) {
+        out.push(0);
+    }
+    out
+}
+
+pub fn write_seg(path: &Path, ids: &StudyIds, seg: &SegObject) -> Result<()> {
+    let err = |reason: String| Error::Write {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let n = u16::try_from(seg.size).map_err(|_| err("image too large".into()))?;
+    if seg.segments.is_empty() {
+        return Err(err("a segmentation needs at least one segment".into()));
+    }
+    if seg
+        .segments
+        .iter()
+        .any(|s| s.mask.len() != seg.size * seg.size)
+    {
+        return Err(err("a mask does not match the image size".into()));
+    }
+    let coded = |c: (&str, &str, &str)| code(c.0, c.1, c.2);
+    let segments: Vec<InMemDicomObject> = seg
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut algo = Builder::new();
+            algo.s(tags::SOFTWARE_VERSIONS, VR::LO, env!("CARGO_PKG_VERSION"));
+            let mut b = Builder::new();
+            b.us(tags::SEGMENT_NUMBER, (i + 1) as u16)
+                .s(tags::SEGMENT_LABEL, VR::LO, &s.label)
+                .s(tags::SEGMENT_DESCRIPTION, VR::ST, &s.description)
+                // The masks are the generator's ground truth, computed, not drawn.
+                .s(tags::SEGMENT_ALGORITHM_TYPE, VR::CS, "AUTOMATIC")
+                .s(
+                    tags::SEGMENT_ALGORITHM_NAME,
+                    VR::LO,
+                    "radclip phantom generator",
+                )
+                .seq(
+                    tags::SEGMENTED_PROPERTY_CATEGORY_CODE_SEQUENCE,
+                    vec![coded(s.category)],
+                )
+                .seq(
+                    tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE,
+                    vec![coded(s.property)],
+                );
+            b.done()
+        })
+        .collect();
+    let source_ref = || {
+        let mut b = Builder::new();
+        b.s(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &seg.source.1)
+            .s(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &seg.source.2);
+        b
+    };
+    let per_frame: Vec<InMemDicomObject> = (1..=seg.segments.len())
+        .map(|number| {
+            let number = number as u16;
+            let mut content = Builder::new();
+            content.put(DataElement::new(
+                tags::DIMENSION_INDEX_VALUES,
+                VR::UL,
+                PrimitiveValue::from(u32::from(number)),
+            ));
+            let mut ident = Builder::new();
+            ident.us(tags::REFERENCED_SEGMENT_NUMBER, number);
+            let mut source = source_ref();
+            source.seq(
+                tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
+                vec![code(
+                    "121322",
+                    "DCM",
+                    "Source image for image processing operation",
+                )],
+            );
+            let mut derivation = Builder::new();
+            derivation
+                .seq(
+                    tags::DERIVATION_CODE_SEQUENCE,
+                    vec![code("113076", "DCM", "Segmentation")],
+                )
+                .seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source.done()]);
+            let mut frame = Builder::new();
+            frame
+                .seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation.done()])
+                .seq(tags::FRAME_CONTENT_SEQUENCE, vec![content.done()])
+                .seq(tags::SEGMENT_IDENTIFICATION_SEQUENCE, vec![ident.done()]);
+            frame.done()
+        })
+        .collect();
+    let shared = {
+        let spacing = format!("{:.4}\\{:.4}", seg.pixel_mm, seg.pixel_mm);
+        let mut measures = Builder::new();
+        measures
+            .s(tags::PIXEL_SPACING, VR::DS, &spacing)
+            .s(tags::SLICE_THICKNESS, VR::DS, "1");
+        let mut b = Builder::new();
+        b.seq(tags::PIXEL_MEASURES_SEQUENCE, vec![measures.done()]);
+        b.done()
+    };
+    let dimension_org = format!("{}.1", seg.sop_uid);
+    let dimension_index = {
+        let mut b = Builder::new();
+        b.s(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_org)
+            .put(DataElement::new(
+                tags::DIMENSION_INDEX_POINTER,
+                VR::AT,
+                PrimitiveValue::Tags(vec![tags::REFERENCED_SEGMENT_NUMBER].into()),
+            ))
+            .put(DataElement::new(
+                tags::FUNCTIONAL_GROUP_POINTER,
+                VR::AT,
+                PrimitiveValue::Tags(vec![tags::SEGMENT_IDENTIFICATION_SEQUENCE].into()),
+            ))
+            .s(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, "Segment number");
+        b.done()
+    };
+    let organization = {
+        let mut b = Builder::new();
+        b.s(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_org);
+        b.done()
+    };
+    let referenced_series = {
+        let mut b = Builder::new();
+        b.s(tags::SERIES_INSTANCE_UID, VR::UI, &seg.source.0).seq(
+            tags::REFERENCED_INSTANCE_SEQUENCE,
+            vec![source_ref().done()],
+        );
+        b.done()
+    };
+    let pixels = pack_bits(seg.segments.iter().map(|s| s.mask));
+    let mut b = Builder::new();
+    b.patient_study(ids)
+        .s(tags::SOP_CLASS_UID, VR::UI, uids::SEGMENTATION_STORAGE)
+        .s(tags::SOP_INSTANCE_UID, VR::UI, &seg.sop_uid)
+        .s(tags::MODALITY, VR::CS, "SEG")
+        .s(tags::SERIES_INSTANCE_UID, VR::UI, &seg.series_uid)
+        .s(tags::SERIES_NUMBER, VR::IS, "3")
+        .s(
+            tags::SERIES_DESCRIPTION,
+            VR::LO,
+            "Ground-truth finding masks (synthetic)",
+        )
+        .seq(tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE, vec![])
+        .s(tags::MANUFACTURER_MODEL_NAME, VR::LO, "radclip phantom")
+        .s(tags::DEVICE_SERIAL_NUMBER, VR::LO, "0")
+        .s(tags::SOFTWARE_VERSIONS, VR::LO, env!("CARGO_PKG_VERSION"))
+        .s(tags::INSTANCE_NUMBER, VR::IS, "1")
+        .s(tags::CONTENT_DATE, VR::DA, &ids.study_date)
+        .s(tags::CONTENT_TIME, VR::TM, "091500")
+        .s(tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY")
+        .s(tags::CONTENT_LABEL, VR::CS, "GROUND_TRUTH")
+        .s(
+            tags::CONTENT_DESCRIPTION,
+            VR::LO,
+            "Masks of the phantom's findings",
+        )
+        .s(tags::CONTENT_CREATOR_NAME, VR::PN, "radclip^phantom")
+        .s(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "00")
+        .s(tags::SEGMENTATION_TYPE, VR::CS, "BINARY")
+        .s(tags::SEGMENTS_OVERLAP, VR::CS, "UNDEFINED")
+        .seq(tags::SEGMENT_SEQUENCE, segments)
+        .seq(tags::DIMENSION_ORGANIZATION_SEQUENCE, vec![organization])
+        .seq(tags::DIMENSION_INDEX_SEQUENCE, vec![dimension_index])
+        .seq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared])
+        .seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame)
+        .seq(tags::REFERENCED_SERIES_SEQUENCE, vec![referenced_series])
+        .s(
+            tags::NUMBER_OF_FRAMES,
+            VR::IS,
+            &seg.segments.len().to_string(),
+        )
+        .us(tags::SAMPLES_PER_PIXEL, 1)
+        .s(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2")
+        .us(tags::ROWS, n)
+        .us(tags::COLUMNS, n)
+        .us(tags::BITS_ALLOCATED, 1)
+        .us(tags::BITS_STORED, 1)
+        .us(tags::HIGH_BIT, 0)
+        .us(tags::PIXEL_REPRESENTATION, 0)
+        .put(DataElement::new(
+            tags::PIXEL_DATA,
+            VR::OB,
+            PrimitiveValue::U8(pixels.into()),
+        ));
+    write_file(path, b.done(), uids::SEGMENTATION_STORAGE, &seg.sop_uid)
 }
 
 /// Writes a mask as an 8-bit PNG (255 inside), atomically.

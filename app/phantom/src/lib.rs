@@ -101,6 +101,8 @@ pub struct FindingTruth {
     /// Nodule/mass diameter, effusion height, pneumothorax rim: in mm. Cardiomegaly: the ratio × 100.
     pub size: f64,
     pub mask: String,
+    /// Its segment number in `seg.dcm`.
+    pub segment: u16,
     pub area_px: usize,
     /// (row0, col0, row1, col1), inclusive.
     pub bbox: Option<(usize, usize, usize, usize)>,
@@ -149,7 +151,8 @@ fn identity(seed: u64, index: u64, kind: &str) -> StudyIds {
 }
 
 /// Writes study `index` of `seed` at `size`² into `root/<patient id>/`: `image.dcm` (DX), `report.dcm`
-/// (Basic Text SR), `report.txt`, one `mask-<finding>.png` per finding and `truth.json`.
+/// (Basic Text SR), `report.txt`, one `mask-<finding>.png` per finding, `seg.dcm` (the masks as a DICOM
+/// Segmentation, when there are findings) and `truth.json`.
 pub fn write_cxr_study(root: &Path, seed: u64, index: u64, size: usize) -> Result<CxrTruth> {
     if !(64..=4096).contains(&size) {
         return Err(Error::Input(format!(
@@ -185,10 +188,10 @@ pub fn write_cxr_study(root: &Path, seed: u64, index: u64, size: usize) -> Resul
             series_uid: uid(&[seed, index, 4]),
             sop_uid: uid(&[seed, index, 5]),
             evidence: (
-                series,
+                series.clone(),
                 dicom_dictionary_std::uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION
                     .to_string(),
-                sop,
+                sop.clone(),
             ),
         },
     )?;
@@ -223,11 +226,49 @@ pub fn write_cxr_study(root: &Path, seed: u64, index: u64, size: usize) -> Resul
                 (f.size * scale_mm * 10.0).round() / 10.0
             },
             mask: name.clone(),
+            segment: findings.len() as u16 + 1,
             area_px: st.area_px,
             bbox: st.bbox,
             centroid: st.centroid,
         });
         files.push(name);
+    }
+    if !findings.is_empty() {
+        let segments = sample
+            .case
+            .findings
+            .iter()
+            .zip(&img.masks)
+            .map(|(f, mask)| {
+                let (category, property) = dicom_out::segment_codes(f.kind);
+                let side = f.side.map_or(String::new(), |s| format!("{} ", s.name()));
+                dicom_out::Segment {
+                    label: format!("{side}{}", f.kind.name()),
+                    description: format!("Ground truth: {side}{}", f.kind.name()),
+                    category,
+                    property,
+                    mask,
+                }
+            })
+            .collect();
+        dicom_out::write_seg(
+            &dir.join("seg.dcm"),
+            &ids,
+            &dicom_out::SegObject {
+                size,
+                pixel_mm,
+                series_uid: uid(&[seed, index, 6]),
+                sop_uid: uid(&[seed, index, 7]),
+                source: (
+                    series.clone(),
+                    dicom_dictionary_std::uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION
+                        .to_string(),
+                    sop.clone(),
+                ),
+                segments,
+            },
+        )?;
+        files.push("seg.dcm".into());
     }
     files.push("truth.json".into());
     let truth = CxrTruth {

@@ -413,3 +413,129 @@ fn held_out_paraphrases_are_never_generated() {
         assert!(!generated.contains(&norm(h)), "{h:?} is generated");
     }
 }
+
+#[test]
+fn masks_are_a_dicom_segmentation_of_the_image() {
+    let seed = 3;
+    let index = (0..200)
+        .find(|&i| cxr_sample(seed, i).case.findings.len() >= 2)
+        .expect("a study with two findings");
+    let dir = tempfile::tempdir().unwrap();
+    let t = radclip_phantom::write_cxr_study(dir.path(), seed, index, 128).unwrap();
+    let study = dir.path().join(&t.patient_id);
+    assert!(t.files.iter().any(|f| f == "seg.dcm"));
+    let img = cxr_sample(seed, index).case.render(128);
+    let image = radclip_dicom::pixel::open_full(&study.join("image.dcm")).unwrap();
+    let seg = radclip_dicom::pixel::open_full(&study.join("seg.dcm")).unwrap();
+    let text = |o: &dicom_object::DefaultDicomObject, tag| {
+        o.element(tag)
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .trim_end_matches(['\0', ' '])
+            .to_string()
+    };
+    let uint =
+        |o: &dicom_object::InMemDicomObject, tag| o.element(tag).unwrap().to_int::<u32>().unwrap();
+    assert_eq!(
+        text(&seg, tags::SOP_CLASS_UID),
+        "1.2.840.10008.5.1.4.1.1.66.4"
+    );
+    assert_eq!(text(&seg, tags::MODALITY), "SEG");
+    assert_eq!(text(&seg, tags::SEGMENTATION_TYPE), "BINARY");
+    for tag in [tags::STUDY_INSTANCE_UID, tags::PATIENT_ID] {
+        assert_eq!(text(&seg, tag), text(&image, tag));
+    }
+    assert_ne!(
+        text(&seg, tags::SERIES_INSTANCE_UID),
+        text(&image, tags::SERIES_INSTANCE_UID)
+    );
+    let n = t.findings.len();
+    assert_eq!(text(&seg, tags::NUMBER_OF_FRAMES), n.to_string());
+    let segments = seg
+        .element(tags::SEGMENT_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap();
+    assert_eq!(segments.len(), n);
+    let frames = seg
+        .element(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap();
+    assert_eq!(frames.len(), n);
+    // PS3.5 8.1.1: 1-bit pixels are packed in frame order, least significant bit first.
+    let bits = seg.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap();
+    assert_eq!(bits.len(), (n * 128 * 128).div_ceil(8).next_multiple_of(2));
+    let source_uid = text(&image, tags::SOP_INSTANCE_UID);
+    for (fi, ft) in t.findings.iter().enumerate() {
+        let number = ft.segment as u32;
+        let segment = &segments[fi];
+        assert_eq!(uint(segment, tags::SEGMENT_NUMBER), number);
+        let label = segment
+            .element(tags::SEGMENT_LABEL)
+            .unwrap()
+            .to_str()
+            .unwrap();
+        assert!(label.contains(ft.kind.name()), "{label}");
+        let frame = &frames[fi];
+        let ident = &frame
+            .element(tags::SEGMENT_IDENTIFICATION_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()[0];
+        assert_eq!(uint(ident, tags::REFERENCED_SEGMENT_NUMBER), number);
+        let derivation = &frame
+            .element(tags::DERIVATION_IMAGE_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()[0];
+        let source = &derivation
+            .element(tags::SOURCE_IMAGE_SEQUENCE)
+            .unwrap()
+            .items()
+            .unwrap()[0];
+        assert_eq!(
+            source
+                .element(tags::REFERENCED_SOP_INSTANCE_UID)
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .trim_end_matches('\0'),
+            source_uid
+        );
+        let on: Vec<bool> = (0..128 * 128)
+            .map(|p| {
+                let i = fi * 128 * 128 + p;
+                bits[i / 8] >> (i % 8) & 1 == 1
+            })
+            .collect();
+        assert_eq!(
+            on,
+            img.masks[fi],
+            "frame {fi} is not the {} mask",
+            ft.kind.name()
+        );
+        assert_eq!(on.iter().filter(|v| **v).count(), ft.area_px);
+    }
+
+    // The engine's reader gives back the same masks, each tied to the image it was derived from; a file
+    // that is not a segmentation is an error, not a panic.
+    let read = radclip_dicom::seg::Segmentation::read(&study.join("seg.dcm")).unwrap();
+    assert_eq!((read.rows, read.cols, read.frames.len()), (128, 128, n));
+    let over: Vec<_> = read.frames_for(&source_uid).collect();
+    assert_eq!(over.len(), n);
+    for ((_, info, frame), (fi, ft)) in over.into_iter().zip(t.findings.iter().enumerate()) {
+        assert_eq!(info.number, ft.segment);
+        assert_eq!(frame.mask, img.masks[fi]);
+    }
+    assert!(radclip_dicom::seg::Segmentation::read(&study.join("image.dcm")).is_err());
+
+    // The viewer's study engine lists it with the study, as an object it does not render.
+    let tree = radclip_dicom::study::scan(&study).unwrap();
+    assert!(tree.problems.is_empty(), "{:?}", tree.problems);
+    let seg_series: Vec<_> = tree.series().filter(|s| s.modality == "SEG").collect();
+    assert_eq!(seg_series.len(), 1);
+    assert!(!seg_series[0].is_image());
+    assert_eq!(tree.image_series().count(), 1);
+}

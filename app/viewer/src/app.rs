@@ -8,6 +8,7 @@ use std::sync::Arc;
 use crossbeam_channel::Receiver;
 use egui::{Color32, Pos2, Rect, Sense, TextureHandle, TextureOptions, Vec2, pos2, vec2};
 use radclip_dicom::measure::{self, PointInImage, RoiShape};
+use radclip_dicom::seg::Segmentation;
 use radclip_dicom::{
     self as dicom, FrameKey, LoadEvent, Loader, Series, StudyTree, VoiFunction, Window,
 };
@@ -90,6 +91,13 @@ pub struct ViewerApp {
     gpu_side: Option<u32>,
     /// The AI panel, when a model is configured ([`ViewerApp::enable_ai`]).
     pub ai: Option<AiPanel>,
+    /// Segmentations (DICOM SEG) of the open studies, read on a worker after the scan.
+    pub segmentations: Vec<Arc<Segmentation>>,
+    seg_rx: Option<Receiver<Vec<Result<Segmentation, String>>>>,
+    /// Whether segment masks are drawn over the images they were derived from (S).
+    pub show_segmentations: bool,
+    /// Mask textures by (segmentation, frame), made once.
+    seg_textures: HashMap<(usize, usize), TextureHandle>,
 }
 
 impl ViewerApp {
@@ -159,6 +167,10 @@ impl ViewerApp {
             transforms: HashMap::new(),
             gpu_side: None,
             ai: None,
+            segmentations: Vec::new(),
+            seg_rx: None,
+            show_segmentations: false,
+            seg_textures: HashMap::new(),
         };
         if let Some(p) = path {
             app.open(ctx, p);
@@ -224,6 +236,7 @@ impl ViewerApp {
     /// True once scanning is over and every viewport's current frame is decoded (or failed).
     pub fn is_settled(&self) -> bool {
         self.scan_rx.is_none()
+            && self.seg_rx.is_none()
             && self.viewports.iter().all(|v| match self.frame_key(v) {
                 Some(k) => {
                     self.loader.cache().contains(&k)
@@ -238,7 +251,7 @@ impl ViewerApp {
         self.is_settled() && self.loader.is_idle()
     }
 
-    fn set_tree(&mut self, tree: StudyTree) {
+    fn set_tree(&mut self, ctx: &egui::Context, tree: StudyTree) {
         self.series.clear();
         self.shown.clear();
         self.thumbs.clear();
@@ -256,6 +269,7 @@ impl ViewerApp {
                 }
             }
         }
+        self.read_segmentations(ctx, &tree);
         self.problems = tree.problems;
         let n_series = self.series.len();
         let listed = tree
@@ -277,6 +291,83 @@ impl ViewerApp {
         }
         self.active = 0;
         self.request_frames();
+    }
+
+    /// Reads the tree's segmentations on a worker thread (they carry whole masks, so they are not read
+    /// during the header scan); their masks are drawn over their source images when shown (S).
+    fn read_segmentations(&mut self, ctx: &egui::Context, tree: &StudyTree) {
+        self.segmentations.clear();
+        self.seg_textures.clear();
+        self.seg_rx = None;
+        let paths: Vec<Arc<Path>> = tree
+            .series()
+            .flat_map(|s| &s.instances)
+            .filter(|i| i.sop_class_uid == dicom::seg::SEGMENTATION_STORAGE)
+            .map(|i| i.path.clone())
+            .take(MAX_SEGMENTATIONS)
+            .collect();
+        if paths.is_empty() {
+            return;
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let waker = ctx.clone();
+        let spawned = std::thread::Builder::new()
+            .name("radclip-seg".into())
+            .spawn(move || {
+                let read = paths
+                    .iter()
+                    .map(|p| Segmentation::read(p).map_err(|e| e.to_string()))
+                    .collect();
+                let _ = tx.send(read);
+                waker.request_repaint();
+            });
+        if spawned.is_ok() {
+            self.seg_rx = Some(rx);
+        }
+    }
+
+    /// The mask texture of frame `frame` of segmentation `seg`, made on first use.
+    fn seg_texture(
+        &mut self,
+        ctx: &egui::Context,
+        seg: usize,
+        frame: usize,
+    ) -> Option<TextureHandle> {
+        if let Some(t) = self.seg_textures.get(&(seg, frame)) {
+            return Some(t.clone());
+        }
+        let s = self.segmentations.get(seg)?;
+        let f = s.frames.get(frame)?;
+        let color = segment_color(f.segment);
+        let pixels: Vec<Color32> = f
+            .mask
+            .iter()
+            .map(|&on| if on { color } else { Color32::TRANSPARENT })
+            .collect();
+        let img = egui::ColorImage::new([s.cols as usize, s.rows as usize], pixels);
+        // Nearest: a label map's edges stay where the mask puts them.
+        let t = ctx.load_texture(format!("seg-{seg}-{frame}"), img, TextureOptions::NEAREST);
+        self.seg_textures.insert((seg, frame), t.clone());
+        Some(t)
+    }
+
+    /// (segmentation, frame, label, colour) of every mask laid over image `sop_uid` of `cols × rows`.
+    fn masks_over(
+        &self,
+        sop_uid: &str,
+        cols: u32,
+        rows: u32,
+    ) -> Vec<(usize, usize, String, Color32)> {
+        self.segmentations
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.cols == cols && s.rows == rows)
+            .flat_map(|(si, s)| {
+                s.frames_for(sop_uid).map(move |(fi, info, f)| {
+                    (si, fi, info.label.clone(), segment_color(f.segment))
+                })
+            })
+            .collect()
     }
 
     pub fn show_series_in(&mut self, viewport: usize, series: usize) {
@@ -355,8 +446,29 @@ impl ViewerApp {
         {
             self.scan_rx = None;
             match r {
-                Ok(tree) => self.set_tree(tree),
+                Ok(tree) => self.set_tree(ctx, tree),
                 Err(e) => self.status = format!("Could not open: {e}"),
+            }
+        }
+        if let Some(rx) = &self.seg_rx
+            && let Ok(read) = rx.try_recv()
+        {
+            self.seg_rx = None;
+            let failed = read.iter().filter(|r| r.is_err()).count();
+            for r in read {
+                match r {
+                    Ok(s) => self.segmentations.push(Arc::new(s)),
+                    Err(e) => tracing::debug!("segmentation not read: {e}"),
+                }
+            }
+            if !self.segmentations.is_empty() {
+                self.status += &format!(
+                    " {} segmentation(s): S shows their masks.",
+                    self.segmentations.len()
+                );
+            }
+            if failed > 0 {
+                self.status += &format!(" {failed} segmentation(s) could not be read.");
             }
         }
         if let Some(rx) = &self.dialog_rx
@@ -489,6 +601,7 @@ impl ViewerApp {
                 ui.separator();
                 ui.checkbox(&mut self.show_overlay, "Corner text (O)");
                 ui.checkbox(&mut self.hide_phi, "Hide patient data (P)");
+                ui.checkbox(&mut self.show_segmentations, "Segmentations (S)");
                 if let Some(ai) = &mut self.ai {
                     ui.checkbox(&mut ai.open, "AI panel (A)");
                 }
@@ -702,6 +815,18 @@ impl ViewerApp {
                 &t,
                 Color32::from_white_alpha((opacity * 255.0) as u8),
             );
+        }
+        if self.show_segmentations
+            && let Some((inst, _)) = series.instance_of(v.slice)
+        {
+            let (cols, rows) = (t.image_size.x as u32, t.image_size.y as u32);
+            let masks = self.masks_over(&inst.sop_instance_uid, cols, rows);
+            for (si, fi, _, _) in &masks {
+                if let Some(tex) = self.seg_texture(&ctx, *si, *fi) {
+                    draw_textured(&painter, tex.id(), &t, Color32::WHITE);
+                }
+            }
+            segment_legend(&painter, rect, &masks);
         }
         if frame.is_none()
             && let Some(e) = self.loader.cache().failure(&key.path)
@@ -1241,6 +1366,7 @@ impl ViewerApp {
                 (Some(c), _) => self.command(a, c),
                 (None, Key::O) => self.show_overlay = !self.show_overlay,
                 (None, Key::P) => self.hide_phi = !self.hide_phi,
+                (None, Key::S) => self.show_segmentations = !self.show_segmentations,
                 (None, Key::T) => self.open_tags(),
                 (None, Key::A) => {
                     if let Some(ai) = &mut self.ai {
@@ -1357,6 +1483,62 @@ fn pt(p: Pos2) -> PointInImage {
 
 fn pos(p: PointInImage) -> Pos2 {
     pos2(p.x as f32, p.y as f32)
+}
+
+/// Segmentations read per opened tree, at most (each holds whole masks in memory).
+const MAX_SEGMENTATIONS: usize = 64;
+
+/// A segment's overlay colour (translucent), by its number.
+fn segment_color(number: u16) -> Color32 {
+    const PALETTE: [(u8, u8, u8); 6] = [
+        (255, 70, 70),
+        (60, 200, 255),
+        (255, 210, 40),
+        (90, 230, 110),
+        (210, 110, 255),
+        (255, 140, 20),
+    ];
+    let (r, g, b) = PALETTE[usize::from(number.saturating_sub(1)) % PALETTE.len()];
+    Color32::from_rgba_unmultiplied(r, g, b, 110)
+}
+
+/// The drawn segments' labels with their colours, on a dark band along the bottom of the viewport (the
+/// image under it may be bright).
+fn segment_legend(painter: &egui::Painter, rect: Rect, masks: &[(usize, usize, String, Color32)]) {
+    if masks.is_empty() {
+        return;
+    }
+    let font = egui::FontId::proportional(13.0);
+    let text = Color32::from_rgb(235, 235, 235);
+    let galleys: Vec<_> = masks
+        .iter()
+        .map(|(_, _, label, _)| painter.layout_no_wrap(label.clone(), font.clone(), text))
+        .collect();
+    let (swatch, gap) = (10.0, 14.0);
+    let width: f32 = galleys
+        .iter()
+        .map(|g| swatch + 4.0 + g.size().x)
+        .sum::<f32>()
+        + gap * (galleys.len() - 1) as f32;
+    let height = galleys.iter().map(|g| g.size().y).fold(swatch, f32::max);
+    let band = Rect::from_center_size(
+        pos2(rect.center().x, rect.bottom() - 34.0),
+        vec2(width + 16.0, height + 8.0),
+    );
+    painter.rect_filled(band, 4.0, Color32::from_black_alpha(170));
+    let mut x = band.left() + 8.0;
+    let y = band.center().y;
+    for ((_, _, _, color), galley) in masks.iter().zip(galleys) {
+        let sq = Rect::from_min_size(pos2(x, y - swatch / 2.0), vec2(swatch, swatch));
+        painter.rect_filled(sq, 2.0, color.to_opaque());
+        let w = galley.size().x;
+        painter.galley(
+            pos2(x + swatch + 4.0, y - galley.size().y / 2.0),
+            galley,
+            text,
+        );
+        x += swatch + 4.0 + w + gap;
+    }
 }
 
 /// Draws the image texture as a quad whose corners follow the view transform (rotation and flips included).

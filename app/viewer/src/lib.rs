@@ -19,7 +19,7 @@ Mouse: left drag = window/level (or the active measurement tool), middle drag = 
 Slices: Up/Down or Left/Right = ±1, PageUp/PageDown = ±10, Home/End = first/last, Space = cine
 Window: 1–5 = presets (CT: soft tissue, lung, bone, brain, file; others: file, min/max), 0 = reset
 View: F = fit, R = rotate 90°, H/V = flip, I = invert, O = corner text, P = hide patient data,
-      T = tag browser, A = AI panel (findings, heatmap, similar reports)
+      S = segmentation masks (DICOM SEG), T = tag browser, A = AI panel (findings, heatmap, similar reports)
 Tools: W or Esc = window/level, L = line, B = rectangle ROI, E = ellipse ROI,
        Ctrl+Z = undo measurement, Delete = clear measurements";
 

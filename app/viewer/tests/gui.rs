@@ -232,3 +232,75 @@ fn gpu_voi_path_matches_the_cpu_path() {
         "a new window must change the picture ({n} pixels)"
     );
 }
+
+/// A study's DICOM Segmentation (the phantom's ground truth) is read after the scan and, with S, its
+/// masks are drawn over the image they were derived from, in the segment's colour, and nowhere else.
+#[test]
+fn segmentation_masks_are_drawn_over_their_image() {
+    let seed = 7;
+    let index = (0..300)
+        .find(|&i| {
+            let c = radclip_phantom::cxr_sample(seed, i).case;
+            c.findings.len() == 1 && c.findings[0].kind == radclip_phantom::Kind::Mass
+        })
+        .expect("a study with one mass");
+    let dir = tempfile::tempdir().unwrap();
+    let truth = radclip_phantom::write_cxr_study(dir.path(), seed, index, 256).unwrap();
+    let mask = &radclip_phantom::cxr_sample(seed, index)
+        .case
+        .render(256)
+        .masks[0];
+    let mut h = harness(dir.path().to_path_buf());
+    settle(&mut h);
+    assert_eq!(h.state().segmentations.len(), 1, "{}", h.state().status);
+    assert!(
+        h.state().status.contains("segmentation"),
+        "{}",
+        h.state().status
+    );
+    let off = h.render().unwrap();
+    h.key_press(Key::S);
+    h.step();
+    settle(&mut h);
+    assert!(h.state().show_segmentations);
+    let on = h.render().unwrap();
+
+    // Image pixels deep inside the mask (their 5×5 neighbourhood is all mask) and far outside it.
+    let t = h.state().transforms[&0];
+    let inside = |x: usize, y: usize| {
+        (y.saturating_sub(2)..=(y + 2).min(255))
+            .all(|yy| (x.saturating_sub(2)..=(x + 2).min(255)).all(|xx| mask[yy * 256 + xx]))
+    };
+    let (cy, cx) = truth.findings[0].centroid.unwrap();
+    let (cx, cy) = (cx.round() as usize, cy.round() as usize);
+    assert!(inside(cx, cy), "the mass's centroid is inside its mask");
+    let far = (0..256 * 256)
+        .map(|i: usize| (i % 256, i / 256))
+        .find(|&(x, y)| {
+            (x.abs_diff(cx) > 80 || y.abs_diff(cy) > 80)
+                && (y.saturating_sub(8)..(y + 8).min(256)).all(|yy| {
+                    (x.saturating_sub(8)..(x + 8).min(256)).all(|xx| !mask[yy * 256 + xx])
+                })
+                && x > 40
+                && y > 40
+        })
+        .unwrap();
+    let screen = |x: usize, y: usize| {
+        let p = t.screen_from_image(egui::pos2(x as f32 + 0.5, y as f32 + 0.5));
+        (p.x as u32, p.y as u32)
+    };
+    let px = |img: &image::RgbaImage, (x, y): (u32, u32)| img.get_pixel(x, y).0;
+    let (a, b) = (px(&off, screen(cx, cy)), px(&on, screen(cx, cy)));
+    // A grey image; segment 1 is drawn in translucent red over it.
+    let red_over_green = |p: [u8; 4]| i32::from(p[0]) - i32::from(p[1]);
+    assert!(
+        red_over_green(a).abs() <= 2 && red_over_green(b) > 40,
+        "inside the mask: {a:?} → {b:?}"
+    );
+    assert_eq!(
+        px(&off, screen(far.0, far.1)),
+        px(&on, screen(far.0, far.1)),
+        "outside the mask nothing changes"
+    );
+    h.snapshot("segmentation_overlay");
+}
