@@ -391,7 +391,7 @@ pub fn statement_pair(kind: Kind, rng: &mut impl Rng) -> (String, String) {
             format!("a {noun}")
         };
         let side = ["right", "left"][rng.random_range(0..2)];
-        let (p, n) = match rng.random_range(0..10) {
+        let (p, n) = match rng.random_range(0..18) {
             0 => (format!("{a} is seen"), format!("no {noun} is seen")),
             1 => (format!("there is {a}"), format!("there is no {noun}")),
             2 => (format!("evidence of {a}"), format!("no evidence of {noun}")),
@@ -407,6 +407,22 @@ pub fn statement_pair(kind: Kind, rng: &mut impl Rng) -> (String, String) {
             6 => (format!("{side} {noun}"), format!("no {side} {noun}")),
             7 => (format!("suspicious for {a}"), format!("without {noun}")),
             8 => (format!("{a} is noted"), format!("no definite {noun}")),
+            10 => (format!("{a} is present"), format!("no {noun} is present")),
+            11 => (
+                format!("{a} is demonstrated"),
+                format!("no {noun} is demonstrated"),
+            ),
+            12 => (format!("{a} is visible"), format!("no visible {noun}")),
+            13 => (format!("positive for {noun}"), format!("{noun} is absent")),
+            14 => (
+                format!("findings suggest {a}"),
+                format!("nothing to suggest {noun}"),
+            ),
+            15 => (
+                format!("{a} in the {side} lung"),
+                format!("no {noun} in either lung"),
+            ),
+            16 => (format!("{a} is evident"), format!("{noun} is not seen")),
             _ => (
                 format!("the image shows {a}"),
                 format!("the image shows no {noun}"),

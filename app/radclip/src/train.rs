@@ -4,7 +4,8 @@
 //! - report–image contrastive loss with soft targets (studies with the same findings are not negatives of
 //!   each other, as MedCLIP's semantic matching);
 //! - the zero-shot decision itself: for a finding, the image against a positive statement and its negation
-//!   (CheXzero's pair softmax, written as a binary cross-entropy), with varied phrasings;
+//!   (CheXzero's pair softmax, written as a binary cross-entropy): every image against a few composed
+//!   statement pairs of every finding each step, plus one pair in its own report's words;
 //! - localisation: MaskCLIP's patch features against the finding's statement, a softmax over patches
 //!   whose target is the finding's mask coverage (what makes "where is the effusion?" point right).
 
@@ -198,6 +199,46 @@ fn encode_texts_bucketed(
     Ok(all.index_select(&Tensor::from_vec(inverse, n, dev)?, 0)?)
 }
 
+/// Statement pairs per finding and step, each judged against every image of the batch.
+const PAIRS_PER_FINDING: usize = 8;
+
+/// Rows of zero-shot decisions: image, positive text, negative text, whether the image has the finding.
+#[derive(Default)]
+struct PairRows {
+    image: Vec<u32>,
+    positive: Vec<u32>,
+    negative: Vec<u32>,
+    label: Vec<f32>,
+}
+
+impl PairRows {
+    fn push(&mut self, image: usize, positive: usize, negative: usize, present: bool) {
+        self.image.push(image as u32);
+        self.positive.push(positive as u32);
+        self.negative.push(negative as u32);
+        self.label.push(if present { 1.0 } else { 0.0 });
+    }
+
+    /// The pair loss over these rows, given unit image features [B, P] and text features [T, P].
+    fn loss(
+        &self,
+        image: &Tensor,
+        text: &Tensor,
+        scale: &Tensor,
+        dev: &Device,
+    ) -> anyhow::Result<Tensor> {
+        let n = self.image.len();
+        let index = |v: &[u32]| Tensor::from_vec(v.to_vec(), n, dev);
+        Ok(pair_loss(
+            &image.index_select(&index(&self.image)?, 0)?,
+            &text.index_select(&index(&self.positive)?, 0)?,
+            &text.index_select(&index(&self.negative)?, 0)?,
+            scale,
+            &Tensor::from_vec(self.label.clone(), n, dev)?,
+        )?)
+    }
+}
+
 fn label_vec(case: &CxrCase) -> u8 {
     Kind::ALL
         .iter()
@@ -284,7 +325,7 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
             .collect();
         let px = pixels(&batch, &pre, side, &dev)?;
 
-        // Texts: one report text per image, then per image three (positive, negation) statements.
+        // Texts: one report text per image, then the statements of the zero-shot decisions below.
         let mut texts: Vec<String> = Vec::new();
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut text_id = |t: String, texts: &mut Vec<String>| -> usize {
@@ -300,50 +341,53 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
                 text_id(t, &mut texts)
             })
             .collect();
-        let mut pair_img = Vec::new();
-        let mut pair_pos = Vec::new();
-        let mut pair_neg = Vec::new();
-        let mut pair_y = Vec::new();
-        // Localisation rows: (image, positive text, coverage).
-        let mut loc: Vec<(usize, usize, Vec<f32>)> = Vec::new();
-        for (bi, it) in batch.iter().enumerate() {
-            let present: Vec<usize> = (0..it.case.findings.len()).collect();
-            let mut kinds: Vec<Kind> = Vec::new();
-            if let Some(&fi) = present.choose(&mut rng).filter(|_| rng.random_bool(0.7)) {
-                kinds.push(it.case.findings[fi].kind);
+        // Dense zero-shot decisions: per finding, a few statement–negation pairs drawn for this step,
+        // and every image judged on every one of them, so each step teaches every finding (the rare and
+        // small ones too) in several phrasings at the cost of a few short texts.
+        let mut dense: Vec<(usize, usize)> = Vec::new();
+        for k in Kind::ALL {
+            for _ in 0..PAIRS_PER_FINDING {
+                let (pos, neg) = report::statement_pair(k, &mut rng);
+                dense.push((text_id(pos, &mut texts), text_id(neg, &mut texts)));
             }
-            while kinds.len() < 3 {
-                let k = Kind::ALL[rng.random_range(0..Kind::ALL.len())];
-                if !kinds.contains(&k) {
-                    kinds.push(k);
+        }
+        let mut dense_rows = PairRows::default();
+        for (bi, it) in batch.iter().enumerate() {
+            for (ki, k) in Kind::ALL.iter().enumerate() {
+                let y = it.case.has(*k);
+                for &(p, n) in &dense[ki * PAIRS_PER_FINDING..(ki + 1) * PAIRS_PER_FINDING] {
+                    dense_rows.push(bi, p, n, y);
                 }
             }
-            for k in kinds {
-                let found = it.case.findings.iter().position(|f| f.kind == k);
-                // Half the pairs are a statement and its own negation (the hardest negative); the
-                // rest pair report sentences and short prompts with the report's negations.
-                let (pos, neg) = if rng.random_bool(0.5) {
-                    report::statement_pair(k, &mut rng)
-                } else {
-                    let pos = match found {
-                        Some(fi) if rng.random_bool(0.6) => {
-                            report::sentence(&it.case, &it.case.findings[fi], &mut rng)
-                        }
-                        _ => report::generic_positive(k, &mut rng),
-                    };
-                    (pos, report::negation(k, &mut rng).to_string())
-                };
-                let (p, n) = (text_id(pos, &mut texts), text_id(neg, &mut texts));
-                pair_img.push(bi as u32);
-                pair_pos.push(p as u32);
-                pair_neg.push(n as u32);
-                pair_y.push(if found.is_some() { 1f32 } else { 0.0 });
-                if let Some(fi) = found {
-                    let cov = &it.coverage[fi];
-                    let total: f32 = cov.iter().sum();
-                    if total > 0.0 && !loc.iter().any(|(b, _, _)| *b == bi) {
-                        loc.push((bi, p, cov.iter().map(|v| v / total).collect()));
-                    }
+        }
+        // Per image one pair in report language: a sentence of its own report (or a short prompt)
+        // against a report's negation, for a finding it has most of the time.
+        let mut sent_rows = PairRows::default();
+        // Localisation rows: (image, positive text, coverage), for every finding with a mask.
+        let mut loc: Vec<(usize, usize, Vec<f32>)> = Vec::new();
+        for (bi, it) in batch.iter().enumerate() {
+            let k = match it.case.findings.choose(&mut rng) {
+                Some(f) if rng.random_bool(0.7) => f.kind,
+                _ => Kind::ALL[rng.random_range(0..Kind::ALL.len())],
+            };
+            let found = it.case.findings.iter().position(|f| f.kind == k);
+            let pos = match found {
+                Some(fi) if rng.random_bool(0.6) => {
+                    report::sentence(&it.case, &it.case.findings[fi], &mut rng)
+                }
+                _ => report::generic_positive(k, &mut rng),
+            };
+            let neg = report::negation(k, &mut rng).to_string();
+            let (p, n) = (text_id(pos, &mut texts), text_id(neg, &mut texts));
+            sent_rows.push(bi, p, n, found.is_some());
+            for (f, cov) in it.case.findings.iter().zip(&it.coverage) {
+                let total: f32 = cov.iter().sum();
+                let ki = Kind::ALL.iter().position(|x| *x == f.kind).unwrap_or(0);
+                let s = rng.random_range(0..PAIRS_PER_FINDING);
+                if let Some(&(p, _)) = dense.get(ki * PAIRS_PER_FINDING + s)
+                    && total > 0.0
+                {
+                    loc.push((bi, p, cov.iter().map(|v| v / total).collect()));
                 }
             }
         }
@@ -371,18 +415,9 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         )?;
         let l_clip = soft_clip_loss(&ifeat, &tfeat.index_select(&rid, 0)?, &scale, &target)?;
 
-        let np = pair_img.len();
-        let pi = Tensor::from_vec(pair_img, np, &dev)?;
-        let pp = Tensor::from_vec(pair_pos, np, &dev)?;
-        let pn = Tensor::from_vec(pair_neg, np, &dev)?;
-        let py = Tensor::from_vec(pair_y, np, &dev)?;
-        let l_pair = pair_loss(
-            &ifeat.index_select(&pi, 0)?,
-            &tfeat.index_select(&pp, 0)?,
-            &tfeat.index_select(&pn, 0)?,
-            &scale,
-            &py,
-        )?;
+        let l_dense = dense_rows.loss(&ifeat, &tfeat, &scale, &dev)?;
+        let l_sent = sent_rows.loss(&ifeat, &tfeat, &scale, &dev)?;
+        let l_pair = (&l_dense + (&l_sent * 0.5)?)?;
 
         let l_loc = if loc.is_empty() {
             Tensor::new(0f32, &dev)?
