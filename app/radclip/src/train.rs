@@ -137,7 +137,9 @@ pub fn pixels(
 /// A report text for the contrastive loss: the impression, or the findings' sentences in a shuffled
 /// order (each sentence stands alone, and shuffling keeps late sentences from always being truncated).
 fn report_text(it: &Item, rng: &mut impl Rng) -> String {
-    if rng.random_bool(0.4) {
+    // Mostly the findings section: what a report library is searched by (the viewer and `radclip eval`
+    // embed findings sections).
+    if rng.random_bool(0.2) {
         return it.report.impression.replace('\n', " ");
     }
     let mut s: Vec<&str> = it
@@ -198,6 +200,9 @@ fn encode_texts_bucketed(
     let n = inverse.len();
     Ok(all.index_select(&Tensor::from_vec(inverse, n, dev)?, 0)?)
 }
+
+/// The share of each batch drawn from studies with a nodule (the rest uniformly from all studies).
+const SMALL_FINDING_SHARE: f64 = 0.25;
 
 /// Statement pairs per finding and step, each judged against every image of the batch.
 const PAIRS_PER_FINDING: usize = 8;
@@ -301,6 +306,14 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         .context("no logit_scale variable")?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(args.seed ^ 0x5eed);
+    // Nodules are the smallest finding (a few pixels at the model's input) and the last one learnt:
+    // a share of every batch comes from studies that have one.
+    let nodules: Vec<usize> = items
+        .iter()
+        .enumerate()
+        .filter(|(_, it)| it.case.has(Kind::Nodule))
+        .map(|(i, _)| i)
+        .collect();
     let grad = Fwd {
         grad: true,
         hidden_states: true,
@@ -321,7 +334,13 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         opt.set_learning_rate(lr);
 
         let batch: Vec<&Item> = (0..args.batch)
-            .map(|_| &items[rng.random_range(0..items.len())])
+            .map(|_| {
+                let i = match nodules.choose(&mut rng) {
+                    Some(&n) if rng.random_bool(SMALL_FINDING_SHARE) => n,
+                    _ => rng.random_range(0..items.len()),
+                };
+                &items[i]
+            })
             .collect();
         let px = pixels(&batch, &pre, side, &dev)?;
 
