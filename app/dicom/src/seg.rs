@@ -79,17 +79,11 @@ impl Segmentation {
                 ));
             }
         };
-        let segments: Vec<SegmentInfo> = obj
-            .get(tags::SEGMENT_SEQUENCE)
-            .and_then(|e| e.items())
-            .unwrap_or(&[])
+        let segments: Vec<SegmentInfo> = attrs::items(obj, tags::SEGMENT_SEQUENCE)
             .iter()
             .filter_map(|it| {
                 let number = u16::try_from(attrs::int(it, tags::SEGMENT_NUMBER)?).ok()?;
-                let property = it
-                    .get(tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE)
-                    .and_then(|e| e.items())
-                    .and_then(|items| items.first())
+                let property = attrs::item(it, tags::SEGMENTED_PROPERTY_TYPE_CODE_SEQUENCE)
                     .and_then(|c| attrs::string(c, tags::CODE_MEANING))
                     .unwrap_or_default();
                 Some(SegmentInfo {
@@ -122,53 +116,23 @@ impl Segmentation {
         let max = attrs::int(obj, tags::MAXIMUM_FRACTIONAL_VALUE).unwrap_or(255);
         let threshold = max.max(1) as f64 / 2.0;
         // A single referenced image stands for every frame that does not name its own.
-        let only_source = {
-            let refs: Vec<String> = obj
-                .get(tags::REFERENCED_SERIES_SEQUENCE)
-                .and_then(|e| e.items())
-                .unwrap_or(&[])
-                .iter()
-                .flat_map(|s| {
-                    s.get(tags::REFERENCED_INSTANCE_SEQUENCE)
-                        .and_then(|e| e.items())
-                        .unwrap_or(&[])
-                        .iter()
-                        .filter_map(|i| attrs::string(i, tags::REFERENCED_SOP_INSTANCE_UID))
-                })
-                .collect();
-            (refs.len() == 1).then(|| refs[0].clone())
-        };
-        let shared = obj
-            .get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE)
-            .and_then(|e| e.items())
-            .and_then(|items| items.first());
-        let per_frame = obj
-            .get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
-            .and_then(|e| e.items())
-            .unwrap_or(&[]);
+        let only_source = only_reference(
+            attrs::items(obj, tags::REFERENCED_SERIES_SEQUENCE),
+            tags::REFERENCED_INSTANCE_SEQUENCE,
+        );
+        let shared = attrs::item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+        let per_frame = attrs::items(obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
         let segment_of = |group: Option<&Obj>| {
             group
-                .and_then(|g| g.get(tags::SEGMENT_IDENTIFICATION_SEQUENCE))
-                .and_then(|e| e.items())
-                .and_then(|items| items.first())
+                .and_then(|g| attrs::item(g, tags::SEGMENT_IDENTIFICATION_SEQUENCE))
                 .and_then(|it| attrs::int(it, tags::REFERENCED_SEGMENT_NUMBER))
                 .and_then(|n| u16::try_from(n).ok())
         };
         let source_of = |group: Option<&Obj>| {
-            let derivations = group
-                .and_then(|g| g.get(tags::DERIVATION_IMAGE_SEQUENCE))
-                .and_then(|e| e.items())?;
-            let sources: Vec<String> = derivations
-                .iter()
-                .flat_map(|d| {
-                    d.get(tags::SOURCE_IMAGE_SEQUENCE)
-                        .and_then(|e| e.items())
-                        .unwrap_or(&[])
-                        .iter()
-                        .filter_map(|s| attrs::string(s, tags::REFERENCED_SOP_INSTANCE_UID))
-                })
-                .collect();
-            (sources.len() == 1).then(|| sources[0].clone())
+            only_reference(
+                attrs::items(group?, tags::DERIVATION_IMAGE_SEQUENCE),
+                tags::SOURCE_IMAGE_SEQUENCE,
+            )
         };
         let mut out = Vec::with_capacity(frames);
         for f in 0..frames {
@@ -216,5 +180,18 @@ impl Segmentation {
                 let s = self.segments.iter().find(|s| s.number == f.segment)?;
                 Some((i, s, f))
             })
+    }
+}
+
+/// The SOP Instance UID referenced by the `inner` sequences of `outer`'s items, when there is exactly one.
+fn only_reference(outer: &[Obj], inner: dicom_core::Tag) -> Option<String> {
+    let refs: Vec<String> = outer
+        .iter()
+        .flat_map(|o| attrs::items(o, inner))
+        .filter_map(|r| attrs::string(r, tags::REFERENCED_SOP_INSTANCE_UID))
+        .collect();
+    match refs.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
     }
 }

@@ -71,19 +71,27 @@ impl Builder {
 
     /// The Image Pixel module of an n×n, 12-bits-in-16, unsigned MONOCHROME2 image, with its pixels.
     pub(crate) fn mono12(&mut self, n: u16, pixels: Vec<u16>) -> &mut Self {
+        self.mono(n, 16, 12, VR::OW, PrimitiveValue::U16(pixels.into()))
+    }
+
+    /// The Image Pixel module of an n×n unsigned MONOCHROME2 image of `stored` bits in `allocated`.
+    pub(crate) fn mono(
+        &mut self,
+        n: u16,
+        allocated: u16,
+        stored: u16,
+        vr: VR,
+        pixels: PrimitiveValue,
+    ) -> &mut Self {
         self.us(tags::SAMPLES_PER_PIXEL, 1)
             .s(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2")
             .us(tags::ROWS, n)
             .us(tags::COLUMNS, n)
-            .us(tags::BITS_ALLOCATED, 16)
-            .us(tags::BITS_STORED, 12)
-            .us(tags::HIGH_BIT, 11)
+            .us(tags::BITS_ALLOCATED, allocated)
+            .us(tags::BITS_STORED, stored)
+            .us(tags::HIGH_BIT, stored - 1)
             .us(tags::PIXEL_REPRESENTATION, 0)
-            .put(DataElement::new(
-                tags::PIXEL_DATA,
-                VR::OW,
-                PrimitiveValue::U16(pixels.into()),
-            ))
+            .put(DataElement::new(tags::PIXEL_DATA, vr, pixels))
     }
 
     pub(crate) fn done(self) -> InMemDicomObject {
@@ -276,25 +284,21 @@ pub fn write_sr(path: &Path, ids: &StudyIds, sr: &TextSr) -> Result<()> {
     write_file(path, b.done(), uids::BASIC_TEXT_SR_STORAGE, &sr.sop_uid)
 }
 
+/// A coded concept: (code value, coding scheme, meaning).
+pub type Code = (&'static str, &'static str, &'static str);
+
 /// One segment of a SEG: a finding's mask with its label and coded meaning.
 pub struct Segment<'a> {
     pub label: String,
     pub description: String,
-    /// (category, property type), each as (code value, scheme, meaning).
-    pub category: (&'a str, &'a str, &'a str),
-    pub property: (&'a str, &'a str, &'a str),
+    pub category: Code,
+    pub property: Code,
     pub mask: &'a [bool],
 }
 
 /// The coded meaning of a finding's mask (SNOMED CT, as DICOM's segmentation property contexts use):
 /// (category, property type).
-#[allow(clippy::type_complexity)]
-pub fn segment_codes(
-    kind: crate::Kind,
-) -> (
-    (&'static str, &'static str, &'static str),
-    (&'static str, &'static str, &'static str),
-) {
+pub fn segment_codes(kind: crate::Kind) -> (Code, Code) {
     use crate::Kind;
     let abnormal = ("49755003", "SCT", "Morphologically Abnormal Structure");
     match kind {
@@ -361,7 +365,7 @@ pub fn write_seg(path: &Path, ids: &StudyIds, seg: &SegObject) -> Result<()> {
     {
         return Err(err("a mask does not match the image size".into()));
     }
-    let coded = |c: (&str, &str, &str)| code(c.0, c.1, c.2);
+    let coded = |c: Code| code(c.0, c.1, c.2);
     let segments: Vec<InMemDicomObject> = seg
         .segments
         .iter()
@@ -514,19 +518,8 @@ pub fn write_seg(path: &Path, ids: &StudyIds, seg: &SegObject) -> Result<()> {
             VR::IS,
             &seg.segments.len().to_string(),
         )
-        .us(tags::SAMPLES_PER_PIXEL, 1)
-        .s(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2")
-        .us(tags::ROWS, n)
-        .us(tags::COLUMNS, n)
-        .us(tags::BITS_ALLOCATED, 1)
-        .us(tags::BITS_STORED, 1)
-        .us(tags::HIGH_BIT, 0)
-        .us(tags::PIXEL_REPRESENTATION, 0)
-        .put(DataElement::new(
-            tags::PIXEL_DATA,
-            VR::OB,
-            PrimitiveValue::U8(pixels.into()),
-        ));
+        // 1-bit binary segments (PS3.3 C.8.20.2).
+        .mono(n, 1, 1, VR::OB, PrimitiveValue::U8(pixels.into()));
     write_file(path, b.done(), uids::SEGMENTATION_STORAGE, &seg.sop_uid)
 }
 

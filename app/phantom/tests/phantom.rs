@@ -29,6 +29,16 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// A text element's value without DICOM's padding.
+fn text(o: &dicom_object::InMemDicomObject, tag: dicom_core::Tag) -> String {
+    o.element(tag)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .trim_end_matches(['\0', ' '])
+        .to_string()
+}
+
 #[test]
 fn same_seed_same_bytes_other_index_other_study() {
     let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -71,14 +81,6 @@ fn dicom_reads_back_as_written() {
         "the in-memory frame renders differently from the file"
     );
     let obj = radclip_dicom::pixel::open_full(&study.join("image.dcm")).unwrap();
-    let text = |o: &dicom_object::DefaultDicomObject, tag| {
-        o.element(tag)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .trim_end_matches(['\0', ' '])
-            .to_string()
-    };
     assert_eq!(text(&obj, tags::MODALITY), "DX");
     assert_eq!(text(&obj, tags::VIEW_POSITION), "PA");
     assert!(text(&obj, tags::PATIENT_NAME).starts_with("SYNTHETIC^"));
@@ -427,14 +429,6 @@ fn masks_are_a_dicom_segmentation_of_the_image() {
     let img = cxr_sample(seed, index).case.render(128);
     let image = radclip_dicom::pixel::open_full(&study.join("image.dcm")).unwrap();
     let seg = radclip_dicom::pixel::open_full(&study.join("seg.dcm")).unwrap();
-    let text = |o: &dicom_object::DefaultDicomObject, tag| {
-        o.element(tag)
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .trim_end_matches(['\0', ' '])
-            .to_string()
-    };
     let uint =
         |o: &dicom_object::InMemDicomObject, tag| o.element(tag).unwrap().to_int::<u32>().unwrap();
     assert_eq!(

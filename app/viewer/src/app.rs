@@ -189,42 +189,36 @@ impl ViewerApp {
         if paths.is_empty() {
             return;
         }
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let waker = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("radclip-scan".into())
-            .spawn(move || {
-                let mut tree = StudyTree::default();
-                let mut errors = Vec::new();
-                for p in &paths {
-                    match dicom::scan(p) {
-                        Ok(t) => {
-                            tree.patients.extend(t.patients);
-                            tree.problems.extend(t.problems);
-                            tree.other_files += t.other_files;
-                        }
-                        Err(e) => errors.push((p.clone(), e.to_string())),
+        let spawned = spawn_job("radclip-scan", ctx, move || {
+            let mut tree = StudyTree::default();
+            let mut errors = Vec::new();
+            for p in &paths {
+                match dicom::scan(p) {
+                    Ok(t) => {
+                        tree.patients.extend(t.patients);
+                        tree.problems.extend(t.problems);
+                        tree.other_files += t.other_files;
                     }
+                    Err(e) => errors.push((p.clone(), e.to_string())),
                 }
-                let r = if errors.len() == paths.len() {
-                    Err(errors
+            }
+            if errors.len() == paths.len() {
+                Err(errors
+                    .into_iter()
+                    .map(|(_, e)| e)
+                    .collect::<Vec<_>>()
+                    .join("; "))
+            } else {
+                tree.problems.extend(
+                    errors
                         .into_iter()
-                        .map(|(_, e)| e)
-                        .collect::<Vec<_>>()
-                        .join("; "))
-                } else {
-                    tree.problems.extend(
-                        errors
-                            .into_iter()
-                            .map(|(path, message)| dicom::study::FileProblem { path, message }),
-                    );
-                    Ok(tree)
-                };
-                let _ = tx.send(r);
-                waker.request_repaint();
-            });
+                        .map(|(path, message)| dicom::study::FileProblem { path, message }),
+                );
+                Ok(tree)
+            }
+        });
         match spawned {
-            Ok(_) => {
+            Ok(rx) => {
                 self.loader.cancel();
                 self.scan_rx = Some(rx);
                 self.status = "Reading the study…".into();
@@ -309,21 +303,13 @@ impl ViewerApp {
         if paths.is_empty() {
             return;
         }
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let waker = ctx.clone();
-        let spawned = std::thread::Builder::new()
-            .name("radclip-seg".into())
-            .spawn(move || {
-                let read = paths
-                    .iter()
-                    .map(|p| Segmentation::read(p).map_err(|e| e.to_string()))
-                    .collect();
-                let _ = tx.send(read);
-                waker.request_repaint();
-            });
-        if spawned.is_ok() {
-            self.seg_rx = Some(rx);
-        }
+        self.seg_rx = spawn_job("radclip-seg", ctx, move || {
+            paths
+                .iter()
+                .map(|p| Segmentation::read(p).map_err(|e| e.to_string()))
+                .collect()
+        })
+        .ok();
     }
 
     /// The mask texture of frame `frame` of segmentation `seg`, made on first use.
@@ -495,22 +481,16 @@ impl ViewerApp {
     }
 
     fn pick(&mut self, ctx: &egui::Context, folder: bool) {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        let waker = ctx.clone();
         // The dialog blocks its thread, so it runs off the GUI thread.
-        let _ = std::thread::Builder::new()
-            .name("radclip-dialog".into())
-            .spawn(move || {
-                let d = rfd::FileDialog::new();
-                let choice = if folder {
-                    d.pick_folder()
-                } else {
-                    d.pick_file()
-                };
-                let _ = tx.send(choice);
-                waker.request_repaint();
-            });
-        self.dialog_rx = Some(rx);
+        self.dialog_rx = spawn_job("radclip-dialog", ctx, move || {
+            let d = rfd::FileDialog::new();
+            if folder {
+                d.pick_folder()
+            } else {
+                d.pick_file()
+            }
+        })
+        .ok();
     }
 
     /// Draws the whole UI; also the entry point for GUI tests.
@@ -1483,6 +1463,24 @@ fn pt(p: Pos2) -> PointInImage {
 
 fn pos(p: PointInImage) -> Pos2 {
     pos2(p.x as f32, p.y as f32)
+}
+
+/// Runs `job` on a thread of its own (named for profiles) and wakes the GUI when its result is in the
+/// returned channel.
+fn spawn_job<T: Send + 'static>(
+    name: &str,
+    ctx: &egui::Context,
+    job: impl FnOnce() -> T + Send + 'static,
+) -> std::io::Result<Receiver<T>> {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    let waker = ctx.clone();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            let _ = tx.send(job());
+            waker.request_repaint();
+        })?;
+    Ok(rx)
 }
 
 /// Segmentations read per opened tree, at most (each holds whole masks in memory).
