@@ -1,12 +1,14 @@
-//! The AI panel's worker: loads the CLIP model and embeds the report library on its own thread, then
-//! reads the frame on screen (zero-shot findings, most similar reports) and draws heatmaps for prompts.
-//! The GUI thread only sends requests and shows what comes back; a newer request replaces the ones not
-//! yet started, so scrolling through a series never queues stale work.
+//! The AI panel's worker: loads the CLIP model on its own thread, then reads the frame on screen
+//! (zero-shot findings, most similar reports) and draws heatmaps for prompts. The report library is
+//! embedded a batch at a time while no request waits, so the first findings do not wait for it; the
+//! frame on screen gets its similar reports when the library is complete. The GUI thread only sends
+//! requests and shows what comes back; a newer request replaces the ones not yet started, so
+//! scrolling through a series never queues stale work.
 
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use radclip_clip::engine::{Engine, render_frame};
 use radclip_clip::heatmap::{EncodedImage, Method};
 use radclip_clip::zeroshot::{FindingList, FindingScore, PromptSet};
@@ -149,10 +151,18 @@ impl AiWorker {
     }
 }
 
+/// Reports still to embed, in order, and the index they go into.
+type PendingLibrary = (
+    std::vec::IntoIter<LibraryReport>,
+    Option<Index<LibraryReport>>,
+);
+
 struct State {
     engine: Engine,
     prompts: PromptSet,
+    /// Complete libraries only: a partial one would give other reports than the finished one.
     library: Option<Index<LibraryReport>>,
+    pending: Option<PendingLibrary>,
     /// The frame read last, kept so that a new prompt on it is cheap.
     current: Option<(FrameKey, EncodedImage)>,
 }
@@ -194,29 +204,30 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
             })
             .collect(),
     });
-    let library = setup
-        .library
-        .map(|make| match embed_library(&engine, make()) {
-            Ok(index) => {
-                send(AiEvent::LibraryReady {
-                    reports: index.len(),
-                });
-                Some(index)
-            }
-            Err(e) => {
-                send(AiEvent::LibraryFailed(format!(
-                    "The report library could not be embedded: {e}"
-                )));
-                None
-            }
-        });
     let mut state = State {
         engine,
         prompts,
-        library: library.flatten(),
+        library: None,
+        pending: setup.library.map(|make| (make().into_iter(), None)),
         current: None,
     };
-    while let Ok(first) = requests.recv() {
+    loop {
+        // While the library is being embedded, a request waits at most one batch.
+        let first = if state.pending.is_some() {
+            match requests.try_recv() {
+                Ok(r) => r,
+                Err(TryRecvError::Empty) => {
+                    state.embed_batch(&send);
+                    continue;
+                }
+                Err(TryRecvError::Disconnected) => return,
+            }
+        } else {
+            match requests.recv() {
+                Ok(r) => r,
+                Err(_) => return,
+            }
+        };
         // Only the newest frame and the newest heatmap matter: the user has moved on from the rest.
         let (mut analyze, mut heat) = (None, None);
         for r in std::iter::once(first).chain(requests.try_iter()) {
@@ -246,29 +257,93 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
     }
 }
 
-/// Report embeddings in batches (one padded batch of thousands would be mostly padding).
-fn embed_library(
+/// Reports embedded per step (one padded batch of thousands would be mostly padding, and a request
+/// waits for at most one step).
+const LIBRARY_BATCH: usize = 64;
+
+/// The text features of `reports`, [N][P].
+fn embed_reports(
     engine: &Engine,
-    reports: Vec<LibraryReport>,
-) -> radclip_clip::Result<Index<LibraryReport>> {
-    let mut index: Option<Index<LibraryReport>> = None;
-    for chunk in reports.chunks(64) {
-        let texts: Vec<&str> = chunk.iter().map(|r| r.embedded.as_str()).collect();
-        let feats = engine
-            .model
-            .text_features(&engine.tokenizer.batch(&texts)?)?
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec2::<f32>()?;
-        for (r, f) in chunk.iter().zip(feats) {
-            let idx = index.get_or_insert_with(|| Index::new(f.len()));
-            idx.add(&f, r.clone())
-                .map_err(|e| radclip_clip::Error::Input(e.to_string()))?;
-        }
-    }
-    Ok(index.unwrap_or_else(|| Index::new(0)))
+    reports: &[LibraryReport],
+) -> radclip_clip::Result<Vec<Vec<f32>>> {
+    let texts: Vec<&str> = reports.iter().map(|r| r.embedded.as_str()).collect();
+    Ok(engine
+        .model
+        .text_features(&engine.tokenizer.batch(&texts)?)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec2::<f32>()?)
 }
 
 impl State {
+    /// Embeds the next batch of the library; when it is the last, publishes the library and sends the
+    /// frame on screen its similar reports.
+    fn embed_batch(&mut self, send: &impl Fn(AiEvent)) {
+        let Some((mut todo, mut index)) = self.pending.take() else {
+            return;
+        };
+        let batch: Vec<LibraryReport> = todo.by_ref().take(LIBRARY_BATCH).collect();
+        if !batch.is_empty() {
+            let added = embed_reports(&self.engine, &batch).and_then(|feats| {
+                for (r, f) in batch.into_iter().zip(feats) {
+                    index
+                        .get_or_insert_with(|| Index::new(f.len()))
+                        .add(&f, r)
+                        .map_err(|e| radclip_clip::Error::Input(e.to_string()))?;
+                }
+                Ok(())
+            });
+            if let Err(e) = added {
+                send(AiEvent::LibraryFailed(format!(
+                    "The report library could not be embedded: {e}"
+                )));
+                return;
+            }
+            self.pending = Some((todo, index));
+            return;
+        }
+        let index = index.unwrap_or_else(|| Index::new(0));
+        send(AiEvent::LibraryReady {
+            reports: index.len(),
+        });
+        self.library = Some(index);
+        if let Some((key, encoded)) = &self.current
+            && let Err(e) = self.send_similar(key, &encoded.features, send)
+        {
+            send(AiEvent::Failed {
+                key: key.clone(),
+                message: e,
+            });
+        }
+    }
+
+    /// The library's reports most similar to image features `features`, sent for `key`.
+    fn send_similar(
+        &self,
+        key: &FrameKey,
+        features: &candle_core::Tensor,
+        send: &impl Fn(AiEvent),
+    ) -> Result<(), String> {
+        let Some(lib) = &self.library else {
+            return Ok(());
+        };
+        let q = features
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| e.to_string())?;
+        let hits = lib.search(&q, SIMILAR).map_err(|e| e.to_string())?;
+        send(AiEvent::Similar {
+            key: key.clone(),
+            reports: hits
+                .into_iter()
+                .map(|h| SimilarReport {
+                    score: h.score,
+                    report: h.item.clone(),
+                })
+                .collect(),
+        });
+        Ok(())
+    }
+
     fn analyze(&mut self, f: AiFrame, send: &impl Fn(AiEvent)) -> Result<(), String> {
         let card = &self.engine.card;
         if !card.reads_modality(&f.modality) {
@@ -309,24 +384,7 @@ impl State {
             scores,
             ms: t.elapsed().as_secs_f64() * 1e3,
         });
-        if let Some(lib) = &self.library {
-            let q = encoded
-                .features
-                .to_dtype(candle_core::DType::F32)
-                .and_then(|t| t.to_vec1::<f32>())
-                .map_err(|e| e.to_string())?;
-            let hits = lib.search(&q, SIMILAR).map_err(|e| e.to_string())?;
-            send(AiEvent::Similar {
-                key: f.key.clone(),
-                reports: hits
-                    .into_iter()
-                    .map(|h| SimilarReport {
-                        score: h.score,
-                        report: h.item.clone(),
-                    })
-                    .collect(),
-            });
-        }
+        self.send_similar(&f.key, &encoded.features, send)?;
         self.current = Some((f.key, encoded));
         Ok(())
     }

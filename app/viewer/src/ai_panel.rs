@@ -247,7 +247,10 @@ impl AiPanel {
     }
 
     pub fn ui(&mut self, ui: &mut egui::Ui, current: Option<&FrameKey>) {
-        egui::ScrollArea::vertical().show(ui, |ui| self.contents(ui, current));
+        // Not shrunk to the contents: the panel keeps its width whichever result arrives first.
+        egui::ScrollArea::vertical()
+            .auto_shrink([false, true])
+            .show(ui, |ui| self.contents(ui, current));
     }
 
     fn contents(&mut self, ui: &mut egui::Ui, current: Option<&FrameKey>) {

@@ -187,3 +187,76 @@ fn ai_panel_reads_the_demo_radiographs() {
     });
     h.get_by_label_contains("this series is CT");
 }
+
+/// The worker reads a frame asked for while the report library is still being embedded before it
+/// finishes the library, then sends that frame its similar reports once the library is complete.
+#[test]
+fn findings_do_not_wait_for_the_report_library() {
+    use radclip_viewer::ai::{AiEvent, AiFrame, AiWorker};
+    let path = root().join("assets/demo-cxr/PHANTOM-CXR-2026-0000/image.dcm");
+    let frame = radclip_dicom::pixel::decode_file(&path)
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    let key = radclip_dicom::FrameKey {
+        path: path.as_path().into(),
+        frame: 0,
+    };
+    // Enough reports that embedding them takes many batches.
+    let library = Box::new(|| {
+        (20_000..22_000)
+            .map(|i| {
+                let r = radclip_phantom::cxr_sample(1, i).report;
+                LibraryReport {
+                    title: format!("Archive study {i}"),
+                    summary: r.impression.clone(),
+                    text: r.text(),
+                    embedded: r.findings.clone(),
+                }
+            })
+            .collect()
+    });
+    let worker = AiWorker::start(
+        AiSetup {
+            model: root().join("models/radclip-demo").display().to_string(),
+            device: "cpu".into(),
+            library: Some(library),
+        },
+        || {},
+    )
+    .unwrap();
+    // Sent at once: the request waits in the queue while the model loads.
+    worker.analyze(AiFrame {
+        key: key.clone(),
+        frame: std::sync::Arc::new(frame),
+        window: None,
+        modality: "DX".into(),
+    });
+    let start = Instant::now();
+    let mut order = Vec::new();
+    while !order.contains(&"similar") {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "events so far: {order:?}"
+        );
+        for e in worker.poll() {
+            match e {
+                AiEvent::Findings { key: k, .. } if k == key => order.push("findings"),
+                AiEvent::LibraryReady { reports } => {
+                    assert_eq!(reports, 2_000);
+                    order.push("library");
+                }
+                AiEvent::Similar { key: k, reports } if k == key => {
+                    assert_eq!(reports.len(), radclip_viewer::ai::SIMILAR);
+                    order.push("similar");
+                }
+                AiEvent::LoadFailed(m) | AiEvent::LibraryFailed(m) => panic!("{m}"),
+                AiEvent::Failed { message, .. } => panic!("{message}"),
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(order, ["findings", "library", "similar"]);
+}
