@@ -11,6 +11,7 @@ use std::sync::Arc;
 use dicom_dictionary_std::tags;
 use dicom_object::{DefaultDicomObject, OpenFileOptions};
 use dicom_pixeldata::PixelDecoder;
+use dicom_transfer_syntax_registry::TransferSyntaxRegistry;
 
 use crate::attrs::{self, Obj};
 use crate::error::{Error, Result};
@@ -487,12 +488,82 @@ fn palette(obj: &Obj, path: &Path) -> Result<Palette> {
 
 /// Opens a whole file (pixel data included).
 pub fn open_full(path: &Path) -> Result<DefaultDicomObject> {
-    OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| Error::NotDicom {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
+    open_object(path, false).map_err(|e| Error::NotDicom {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// The data set read as implicit VR little endian, whatever the file meta says. Only the data set's
+/// encoding comes from here: the meta (and so the pixel codec) keeps the file's own syntax, and
+/// encapsulated pixel data is recognised by its undefined length, not by the syntax.
+struct ImplicitVrIndex;
+
+static IMPLICIT_VR_LE: dicom_encoding::TransferSyntax = dicom_encoding::TransferSyntax::new(
+    "1.2.840.10008.1.2",
+    "Implicit VR Little Endian",
+    dicom_encoding::transfer_syntax::Endianness::Little,
+    false,
+    dicom_encoding::transfer_syntax::Codec::EncapsulatedPixelData(None, None),
+);
+
+impl dicom_encoding::TransferSyntaxIndex for ImplicitVrIndex {
+    fn get(&self, _uid: &str) -> Option<&dicom_encoding::TransferSyntax> {
+        Some(&IMPLICIT_VR_LE)
+    }
+}
+
+/// Opens `path` (up to the pixel data with `header_only`). Some writers label an implicit VR data set
+/// with an explicit syntax; as pydicom does, such a file is read as implicit VR when the explicit read
+/// fails and the first data element has no VR where an explicit one would.
+pub(crate) fn open_object(
+    path: &Path,
+    header_only: bool,
+) -> std::result::Result<DefaultDicomObject, dicom_object::ReadError> {
+    let explicit = open_with(path, header_only, TransferSyntaxRegistry);
+    match explicit {
+        Err(e) if first_element_lacks_vr(path) => open_with(path, header_only, ImplicitVrIndex)
+            .inspect(|_| {
+                tracing::debug!("data set read as implicit VR: its meta says an explicit syntax")
+            })
+            .map_err(|_| e),
+        other => other,
+    }
+}
+
+fn open_with<T: dicom_encoding::TransferSyntaxIndex>(
+    path: &Path,
+    header_only: bool,
+    index: T,
+) -> std::result::Result<DefaultDicomObject, dicom_object::ReadError> {
+    let options = OpenFileOptions::new().transfer_syntax_index(index);
+    if header_only {
+        options.read_until(tags::PIXEL_DATA).open_file(path)
+    } else {
+        options.open_file(path)
+    }
+}
+
+/// Whether the data set's first element, after the preamble and the file meta group, has two bytes
+/// that are not an upper-case VR where explicit VR puts one.
+fn first_element_lacks_vr(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let read = std::fs::File::open(path).and_then(|f| f.take(64 * 1024).read_to_end(&mut head));
+    if read.is_err() || head.get(128..132) != Some(b"DICM".as_slice()) {
+        return false;
+    }
+    // (0002,0000) UL, 4 bytes: the length of the rest of the meta group.
+    let Some(len) = head
+        .get(140..144)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_le_bytes)
+    else {
+        return false;
+    };
+    let start = 144 + len as usize;
+    head.get(start + 4..start + 6)
+        .is_some_and(|vr| !vr.iter().all(u8::is_ascii_uppercase))
 }
 
 /// Decodes every frame of the instance at `path`.

@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use dicom_dictionary_std::tags;
-use dicom_object::OpenFileOptions;
 use rayon::prelude::*;
 use serde::Serialize;
 
@@ -242,12 +241,10 @@ fn is_dicomdir(path: &Path) -> bool {
 
 /// The image files a DICOMDIR references (ReferencedFileID, relative to the DICOMDIR's folder).
 fn dicomdir_files(path: &Path) -> Result<Vec<PathBuf>> {
-    let obj = OpenFileOptions::new()
-        .open_file(path)
-        .map_err(|e| Error::NotDicom {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+    let obj = crate::pixel::open_object(path, false).map_err(|e| Error::NotDicom {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let mut files: Vec<PathBuf> = attrs::items(&obj, tags::DIRECTORY_RECORD_SEQUENCE)
         .iter()
@@ -285,9 +282,7 @@ fn read_header(path: &Path) -> std::result::Result<(Obj, Instance), FileProblem>
         path: path.to_path_buf(),
         message,
     };
-    let file = OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
+    let file = crate::pixel::open_object(path, true)
         .map_err(|e| problem(format!("not a readable DICOM file: {e}")))?;
     let transfer_syntax = file
         .meta()

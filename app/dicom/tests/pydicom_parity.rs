@@ -16,10 +16,6 @@ const KNOWN_GAPS: &[(&str, &str)] = &[
         "pydicom/data/test_files/JPGExtended.dcm",
         "12-bit lossy JPEG (process 2/4): the jpeg-decoder codec of dicom-rs decodes 8-bit only",
     ),
-    (
-        "pydicom/data/test_files/SC_rgb_jpeg.dcm",
-        "dicom-object 0.10 cannot parse this file's data set ('Could not read data set token')",
-    ),
 ];
 
 fn workspace() -> PathBuf {
