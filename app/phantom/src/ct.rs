@@ -249,8 +249,19 @@ fn hu(x: f64, y: f64, z: f64, vs: &[Vessel], ls: &[Lesion]) -> f64 {
     40.0
 }
 
+/// The coded meaning of a lesion's mask (SNOMED CT): (category, property type).
+fn lesion_codes(l: &Lesion) -> (dicom_out::Code, dicom_out::Code) {
+    let abnormal = ("49755003", "SCT", "Morphologically Abnormal Structure");
+    if l.kind == "cyst" {
+        (abnormal, ("441457006", "SCT", "Cyst"))
+    } else {
+        (abnormal, ("27925004", "SCT", "Nodule"))
+    }
+}
+
 /// Writes the series into `dir` as `CT0001.dcm`… (explicit VR little endian, unsigned with intercept
-/// −1024 as most scanners store CT) and `truth.json` with the lesions. Returns the lesions.
+/// −1024 as most scanners store CT), the lesions' masks as `seg.dcm` (one frame per lesion and slice it
+/// crosses) and `truth.json` with the lesions. Returns the lesions.
 pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
     if !(16..=2048).contains(&opts.size) || !(1..=1024).contains(&opts.slices) {
         return Err(crate::Error::Input(format!(
@@ -282,6 +293,8 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
     let n = opts.size;
     let half = n as f64 / 2.0;
     let rows = u16::try_from(n).map_err(|_| crate::Error::Input("CT size too large".into()))?;
+    // (lesion, slice, position, mask) of every slice a lesion crosses, for the SEG.
+    let mut masks: Vec<(usize, usize, [f64; 3], Vec<bool>)> = Vec::new();
     for s in 0..opts.slices {
         // Slice 1 is the most superior, as scanners number a chest from the top.
         let z = (opts.slices as f64 / 2.0 - s as f64 - 0.5) * opts.slice_mm;
@@ -298,6 +311,24 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
         }
         let sop = uid(&[seed, 0xC7, 100 + s as u64]);
         let origin = -half * opts.pixel_mm + opts.pixel_mm / 2.0;
+        for (li, l) in ls.iter().enumerate() {
+            let c = l.center_mm;
+            let r2 = (l.diameter_mm / 2.0).powi(2) - (z - c[2]).powi(2);
+            if r2 < 0.0 {
+                continue;
+            }
+            // The same test as `hu`, at the same pixel centres.
+            let mask: Vec<bool> = (0..n * n)
+                .map(|i| {
+                    let y = ((i / n) as f64 + 0.5 - half) * opts.pixel_mm;
+                    let x = ((i % n) as f64 + 0.5 - half) * opts.pixel_mm;
+                    (x - c[0]).powi(2) + (y - c[1]).powi(2) <= r2
+                })
+                .collect();
+            if mask.iter().any(|m| *m) {
+                masks.push((li, s, [origin, origin, z], mask));
+            }
+        }
         let mut b = Builder::new();
         b.patient_study(&ids)
             .s(tags::SOP_CLASS_UID, VR::UI, uids::CT_IMAGE_STORAGE)
@@ -353,6 +384,64 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
             &sop,
         )?;
     }
+    let segments = ls
+        .iter()
+        .map(|l| {
+            let (category, property) = lesion_codes(l);
+            dicom_out::Segment {
+                label: format!("{} ({})", l.kind, l.location),
+                description: format!("Ground truth: {} in the {}", l.kind, l.location),
+                category,
+                property,
+            }
+        })
+        .collect();
+    let frames = masks
+        .iter()
+        .map(|(li, s, position, mask)| dicom_out::SegFrame {
+            segment: *li as u16 + 1,
+            source: (
+                uids::CT_IMAGE_STORAGE.to_string(),
+                uid(&[seed, 0xC7, 100 + *s as u64]),
+            ),
+            position: Some(*position),
+            mask,
+        })
+        .collect();
+    dicom_out::write_seg(
+        &dir.join("seg.dcm"),
+        &ids,
+        &dicom_out::SegObject {
+            size: n,
+            pixel_mm: opts.pixel_mm,
+            series_uid: uid(&[seed, 0xC7, 4]),
+            sop_uid: uid(&[seed, 0xC7, 5]),
+            source_series: series.clone(),
+            volume: Some(dicom_out::SegVolume {
+                frame_of_reference: frame_of_ref.clone(),
+                orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                slice_mm: opts.slice_mm,
+            }),
+            segments,
+            frames,
+        },
+    )?;
+    let lesion_truth: Vec<serde_json::Value> = ls
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let mut v = serde_json::json!(l);
+            v["segment"] = serde_json::json!(i + 1);
+            v["slices"] = serde_json::json!(
+                masks
+                    .iter()
+                    .filter(|m| m.0 == i)
+                    .map(|m| m.1 + 1)
+                    .collect::<Vec<_>>()
+            );
+            v
+        })
+        .collect();
     let truth = serde_json::json!({
         "generator": "radclip phantom ct",
         "generator_version": crate::GENERATOR_VERSION,
@@ -361,7 +450,8 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
         "rows": n, "columns": n, "slices": opts.slices,
         "pixel_spacing_mm": opts.pixel_mm, "slice_spacing_mm": opts.slice_mm,
         "coordinates": "DICOM patient (LPS) mm; slice 1 is the most superior",
-        "lesions": ls,
+        "segmentation": "seg.dcm",
+        "lesions": lesion_truth,
     });
     dicom_out::write_text(&dir.join("truth.json"), &format!("{truth:#}\n"))?;
     Ok(ls)

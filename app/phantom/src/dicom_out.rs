@@ -287,13 +287,30 @@ pub fn write_sr(path: &Path, ids: &StudyIds, sr: &TextSr) -> Result<()> {
 /// A coded concept: (code value, coding scheme, meaning).
 pub type Code = (&'static str, &'static str, &'static str);
 
-/// One segment of a SEG: a finding's mask with its label and coded meaning.
-pub struct Segment<'a> {
+/// One segment of a SEG: a finding's label and coded meaning.
+pub struct Segment {
     pub label: String,
     pub description: String,
     pub category: Code,
     pub property: Code,
+}
+
+/// One frame of a SEG: a segment's mask on one source image.
+pub struct SegFrame<'a> {
+    /// Segment number, from 1.
+    pub segment: u16,
+    /// (SOP class, SOP instance) of the segmented image.
+    pub source: (String, String),
+    /// The source image's ImagePositionPatient, for the frames of a volume.
+    pub position: Option<[f64; 3]>,
     pub mask: &'a [bool],
+}
+
+/// What a SEG of a volume also carries: the images' frame of reference, orientation and thickness.
+pub struct SegVolume {
+    pub frame_of_reference: String,
+    pub orientation: [f64; 6],
+    pub slice_mm: f64,
 }
 
 /// The coded meaning of a finding's mask (SNOMED CT, as DICOM's segmentation property contexts use):
@@ -315,16 +332,18 @@ pub fn segment_codes(kind: crate::Kind) -> (Code, Code) {
     }
 }
 
-/// The masks as a DICOM Segmentation (binary, one frame per segment) in the image's study, referencing
-/// the image as each frame's source, so other viewers (OHIF, Weasis, 3D Slicer) overlay them.
+/// The masks as a DICOM Segmentation (binary) in the images' study, each frame referencing its source
+/// image, so other viewers (OHIF, Weasis, 3D Slicer) overlay them.
 pub struct SegObject<'a> {
     pub size: usize,
     pub pixel_mm: f64,
     pub series_uid: String,
     pub sop_uid: String,
-    /// (series, SOP class, SOP instance) of the segmented image.
-    pub source: (String, String, String),
-    pub segments: Vec<Segment<'a>>,
+    /// The segmented images' series.
+    pub source_series: String,
+    pub volume: Option<SegVolume>,
+    pub segments: Vec<Segment>,
+    pub frames: Vec<SegFrame<'a>>,
 }
 
 /// Bits of `frames` packed as DICOM's 1-bit pixel data wants them: pixel i of the concatenated frames is
@@ -355,15 +374,27 @@ pub fn write_seg(path: &Path, ids: &StudyIds, seg: &SegObject) -> Result<()> {
         reason,
     };
     let n = u16::try_from(seg.size).map_err(|_| err("image too large".into()))?;
-    if seg.segments.is_empty() {
-        return Err(err("a segmentation needs at least one segment".into()));
+    if seg.segments.is_empty() || seg.frames.is_empty() {
+        return Err(err(
+            "a segmentation needs at least one segment and one frame".into(),
+        ));
     }
     if seg
-        .segments
+        .frames
         .iter()
-        .any(|s| s.mask.len() != seg.size * seg.size)
+        .any(|f| f.mask.len() != seg.size * seg.size)
     {
         return Err(err("a mask does not match the image size".into()));
+    }
+    if seg
+        .frames
+        .iter()
+        .any(|f| f.segment == 0 || usize::from(f.segment) > seg.segments.len())
+    {
+        return Err(err("a frame names a segment that does not exist".into()));
+    }
+    if seg.volume.is_some() && seg.frames.iter().any(|f| f.position.is_none()) {
+        return Err(err("a frame of a volume has no position".into()));
     }
     let coded = |c: Code| code(c.0, c.1, c.2);
     let segments: Vec<InMemDicomObject> = seg
@@ -395,24 +426,44 @@ pub fn write_seg(path: &Path, ids: &StudyIds, seg: &SegObject) -> Result<()> {
             b.done()
         })
         .collect();
-    let source_ref = || {
+    let source_ref = |source: &(String, String)| {
         let mut b = Builder::new();
-        b.s(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &seg.source.1)
-            .s(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &seg.source.2);
+        b.s(tags::REFERENCED_SOP_CLASS_UID, VR::UI, &source.0).s(
+            tags::REFERENCED_SOP_INSTANCE_UID,
+            VR::UI,
+            &source.1,
+        );
         b
     };
-    let per_frame: Vec<InMemDicomObject> = (1..=seg.segments.len())
-        .map(|number| {
-            let number = number as u16;
+    // A volume's second dimension is the slice: its rank along the positions' z, from 1.
+    let mut zs: Vec<f64> = seg
+        .frames
+        .iter()
+        .filter_map(|f| f.position.map(|p| p[2]))
+        .collect();
+    zs.sort_by(f64::total_cmp);
+    zs.dedup();
+    let per_frame: Vec<InMemDicomObject> = seg
+        .frames
+        .iter()
+        .map(|f| {
+            let number = f.segment;
+            let mut index = vec![u32::from(number)];
+            if let (Some(_), Some(p)) = (&seg.volume, f.position) {
+                let rank = zs.iter().position(|z| *z == p[2]).unwrap_or(0);
+                index.push(rank as u32 + 1);
+            }
             let mut content = Builder::new();
             content.put(DataElement::new(
                 tags::DIMENSION_INDEX_VALUES,
                 VR::UL,
-                PrimitiveValue::from(u32::from(number)),
+                PrimitiveValue::U32(index.into()),
             ));
             let mut ident = Builder::new();
             ident.us(tags::REFERENCED_SEGMENT_NUMBER, number);
-            let mut source = source_ref();
+            let mut source = source_ref(&f.source);
+            // Each mask pixel is its source pixel (no resampling).
+            source.s(tags::SPATIAL_LOCATIONS_PRESERVED, VR::CS, "YES");
             source.seq(
                 tags::PURPOSE_OF_REFERENCE_CODE_SEQUENCE,
                 vec![code(
@@ -431,52 +482,85 @@ pub fn write_seg(path: &Path, ids: &StudyIds, seg: &SegObject) -> Result<()> {
             let mut frame = Builder::new();
             frame
                 .seq(tags::DERIVATION_IMAGE_SEQUENCE, vec![derivation.done()])
-                .seq(tags::FRAME_CONTENT_SEQUENCE, vec![content.done()])
-                .seq(tags::SEGMENT_IDENTIFICATION_SEQUENCE, vec![ident.done()]);
+                .seq(tags::FRAME_CONTENT_SEQUENCE, vec![content.done()]);
+            if let Some(p) = f.position {
+                let mut plane = Builder::new();
+                plane.s(tags::IMAGE_POSITION_PATIENT, VR::DS, &ds3(p));
+                frame.seq(tags::PLANE_POSITION_SEQUENCE, vec![plane.done()]);
+            }
+            frame.seq(tags::SEGMENT_IDENTIFICATION_SEQUENCE, vec![ident.done()]);
             frame.done()
         })
         .collect();
     let shared = {
         let spacing = format!("{:.4}\\{:.4}", seg.pixel_mm, seg.pixel_mm);
+        let thickness = seg.volume.as_ref().map_or(1.0, |v| v.slice_mm);
         let mut measures = Builder::new();
-        measures
-            .s(tags::PIXEL_SPACING, VR::DS, &spacing)
-            .s(tags::SLICE_THICKNESS, VR::DS, "1");
+        measures.s(tags::PIXEL_SPACING, VR::DS, &spacing).s(
+            tags::SLICE_THICKNESS,
+            VR::DS,
+            &format!("{thickness}"),
+        );
         let mut b = Builder::new();
         b.seq(tags::PIXEL_MEASURES_SEQUENCE, vec![measures.done()]);
+        if let Some(v) = &seg.volume {
+            let o: Vec<String> = v.orientation.iter().map(|x| format!("{x}")).collect();
+            let mut plane = Builder::new();
+            plane.s(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, &o.join("\\"));
+            b.seq(tags::PLANE_ORIENTATION_SEQUENCE, vec![plane.done()]);
+        }
         b.done()
     };
     let dimension_org = format!("{}.1", seg.sop_uid);
-    let dimension_index = {
+    let dimension = |pointer, group, label: &str| {
         let mut b = Builder::new();
         b.s(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_org)
             .put(DataElement::new(
                 tags::DIMENSION_INDEX_POINTER,
                 VR::AT,
-                PrimitiveValue::Tags(vec![tags::REFERENCED_SEGMENT_NUMBER].into()),
+                PrimitiveValue::Tags(vec![pointer].into()),
             ))
             .put(DataElement::new(
                 tags::FUNCTIONAL_GROUP_POINTER,
                 VR::AT,
-                PrimitiveValue::Tags(vec![tags::SEGMENT_IDENTIFICATION_SEQUENCE].into()),
+                PrimitiveValue::Tags(vec![group].into()),
             ))
-            .s(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, "Segment number");
+            .s(tags::DIMENSION_DESCRIPTION_LABEL, VR::LO, label);
         b.done()
     };
+    let mut dimensions = vec![dimension(
+        tags::REFERENCED_SEGMENT_NUMBER,
+        tags::SEGMENT_IDENTIFICATION_SEQUENCE,
+        "Segment number",
+    )];
+    if seg.volume.is_some() {
+        dimensions.push(dimension(
+            tags::IMAGE_POSITION_PATIENT,
+            tags::PLANE_POSITION_SEQUENCE,
+            "Image position",
+        ));
+    }
     let organization = {
         let mut b = Builder::new();
         b.s(tags::DIMENSION_ORGANIZATION_UID, VR::UI, &dimension_org);
         b.done()
     };
     let referenced_series = {
+        let mut sources: Vec<&(String, String)> = Vec::new();
+        for f in &seg.frames {
+            if !sources.contains(&&f.source) {
+                sources.push(&f.source);
+            }
+        }
         let mut b = Builder::new();
-        b.s(tags::SERIES_INSTANCE_UID, VR::UI, &seg.source.0).seq(
-            tags::REFERENCED_INSTANCE_SEQUENCE,
-            vec![source_ref().done()],
-        );
+        b.s(tags::SERIES_INSTANCE_UID, VR::UI, &seg.source_series)
+            .seq(
+                tags::REFERENCED_INSTANCE_SEQUENCE,
+                sources.into_iter().map(|s| source_ref(s).done()).collect(),
+            );
         b.done()
     };
-    let pixels = pack_bits(seg.segments.iter().map(|s| s.mask));
+    let pixels = pack_bits(seg.frames.iter().map(|f| f.mask));
     let mut b = Builder::new();
     b.patient_study(ids)
         .s(tags::SOP_CLASS_UID, VR::UI, uids::SEGMENTATION_STORAGE)
@@ -509,18 +593,27 @@ pub fn write_seg(path: &Path, ids: &StudyIds, seg: &SegObject) -> Result<()> {
         .s(tags::SEGMENTS_OVERLAP, VR::CS, "UNDEFINED")
         .seq(tags::SEGMENT_SEQUENCE, segments)
         .seq(tags::DIMENSION_ORGANIZATION_SEQUENCE, vec![organization])
-        .seq(tags::DIMENSION_INDEX_SEQUENCE, vec![dimension_index])
+        .seq(tags::DIMENSION_INDEX_SEQUENCE, dimensions)
         .seq(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE, vec![shared])
         .seq(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE, per_frame)
         .seq(tags::REFERENCED_SERIES_SEQUENCE, vec![referenced_series])
         .s(
             tags::NUMBER_OF_FRAMES,
             VR::IS,
-            &seg.segments.len().to_string(),
+            &seg.frames.len().to_string(),
         )
         // 1-bit binary segments (PS3.3 C.8.20.2).
         .mono(n, 1, 1, VR::OB, PrimitiveValue::U8(pixels.into()));
+    if let Some(v) = &seg.volume {
+        b.s(tags::FRAME_OF_REFERENCE_UID, VR::UI, &v.frame_of_reference)
+            .s(tags::POSITION_REFERENCE_INDICATOR, VR::LO, "");
+    }
     write_file(path, b.done(), uids::SEGMENTATION_STORAGE, &seg.sop_uid)
+}
+
+/// A position as a DS triple.
+fn ds3(p: [f64; 3]) -> String {
+    format!("{:.3}\\{:.3}\\{:.3}", p[0], p[1], p[2])
 }
 
 /// Writes a mask as an 8-bit PNG (255 inside), atomically.

@@ -238,8 +238,7 @@ pub fn write_cxr_study(root: &Path, seed: u64, index: u64, size: usize) -> Resul
             .case
             .findings
             .iter()
-            .zip(&img.masks)
-            .map(|(f, mask)| {
+            .map(|f| {
                 let (category, property) = dicom_out::segment_codes(f.kind);
                 let side = f.side.map_or(String::new(), |s| format!("{} ", s.name()));
                 dicom_out::Segment {
@@ -247,8 +246,22 @@ pub fn write_cxr_study(root: &Path, seed: u64, index: u64, size: usize) -> Resul
                     description: format!("Ground truth: {side}{}", f.kind.name()),
                     category,
                     property,
-                    mask,
                 }
+            })
+            .collect();
+        let source = (
+            dicom_dictionary_std::uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION.to_string(),
+            sop.clone(),
+        );
+        let frames = img
+            .masks
+            .iter()
+            .enumerate()
+            .map(|(i, mask)| dicom_out::SegFrame {
+                segment: i as u16 + 1,
+                source: source.clone(),
+                position: None,
+                mask,
             })
             .collect();
         dicom_out::write_seg(
@@ -259,13 +272,10 @@ pub fn write_cxr_study(root: &Path, seed: u64, index: u64, size: usize) -> Resul
                 pixel_mm,
                 series_uid: uid(&[seed, index, 6]),
                 sop_uid: uid(&[seed, index, 7]),
-                source: (
-                    series.clone(),
-                    dicom_dictionary_std::uids::DIGITAL_X_RAY_IMAGE_STORAGE_FOR_PRESENTATION
-                        .to_string(),
-                    sop.clone(),
-                ),
+                source_series: series.clone(),
+                volume: None,
                 segments,
+                frames,
             },
         )?;
         files.push("seg.dcm".into());

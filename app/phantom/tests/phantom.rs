@@ -380,6 +380,85 @@ fn ct_series_has_hounsfield_units_and_its_lesions() {
     assert!((hu_at([-45.0, 0.0, -110.0]) - 60.0).abs() < 25.0, "liver");
 }
 
+/// The CT's lesion masks as a SEG: one frame for every slice a lesion's sphere crosses (from the truth's
+/// centre and diameter), each referencing that slice, covering the lesion's disc in that plane, and
+/// holding only pixels whose decoded HU is the lesion's (uniform, with ±24 HU of noise).
+#[test]
+fn ct_lesions_are_a_dicom_segmentation_of_their_slices() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = radclip_phantom::ct::CtOptions {
+        size: 128,
+        pixel_mm: 2.8,
+        ..Default::default()
+    };
+    let lesions = radclip_phantom::ct::write_ct_series(dir.path(), &opts).unwrap();
+    let tree = radclip_dicom::scan(dir.path()).unwrap();
+    let study = &tree.patients[0].studies[0];
+    let ct = &study.series[0];
+    assert_eq!(ct.instances.len(), 64);
+    let seg = radclip_dicom::seg::Segmentation::read(&dir.path().join("seg.dcm")).unwrap();
+    assert_eq!((seg.rows, seg.cols), (128, 128));
+    assert_eq!(seg.segments.len(), lesions.len());
+    let mut expected_frames = 0;
+    for inst in &ct.instances {
+        let geometry = inst.frame_geometry[0].as_ref().unwrap();
+        let z = geometry.position[2];
+        let frame = &radclip_dicom::pixel::decode_file(&inst.path).unwrap()[0];
+        let mine: Vec<_> = seg.frames_for(&inst.sop_instance_uid).collect();
+        for (li, l) in lesions.iter().enumerate() {
+            let r = l.diameter_mm / 2.0;
+            // A sphere crossing this slice's plane by more than a pixel has a frame here.
+            let crosses = (z - l.center_mm[2]).abs() < r - opts.pixel_mm;
+            let found = mine
+                .iter()
+                .find(|(_, s, _)| usize::from(s.number) == li + 1);
+            if crosses {
+                expected_frames += 1;
+                assert!(found.is_some(), "{} has no frame at z = {z}", l.kind);
+            }
+            if (z - l.center_mm[2]).abs() > r {
+                assert!(found.is_none(), "{} has a frame at z = {z}", l.kind);
+            }
+            let Some((_, _, f)) = found else { continue };
+            // The lesion's disc in this plane, less a pixel at its rim, must be in the mask.
+            let rho = (r * r - (z - l.center_mm[2]).powi(2)).max(0.0).sqrt();
+            let (mut inside, mut missed) = (0, 0);
+            for (i, &m) in f.mask.iter().enumerate() {
+                let hu = frame.value_at((i / 128) as u32, (i % 128) as u32).unwrap();
+                if m {
+                    inside += 1;
+                    assert!((hu - l.hu).abs() <= 25.0, "{}: {hu} HU in its mask", l.kind);
+                }
+                let (y, x) = (
+                    ((i / 128) as f64 + 0.5 - 64.0) * opts.pixel_mm,
+                    ((i % 128) as f64 + 0.5 - 64.0) * opts.pixel_mm,
+                );
+                let d = ((x - l.center_mm[0]).powi(2) + (y - l.center_mm[1]).powi(2)).sqrt();
+                missed += usize::from(!m && d < rho - opts.pixel_mm);
+            }
+            assert!(inside > 0, "{}: empty mask at z = {z}", l.kind);
+            assert_eq!(
+                missed, 0,
+                "{}: lesion pixels outside its mask at z = {z}",
+                l.kind
+            );
+        }
+    }
+    assert!(expected_frames >= lesions.len());
+    assert!(seg.frames.len() >= expected_frames);
+    // Every frame is on a slice of the series.
+    for f in &seg.frames {
+        let src = f.source.as_deref().unwrap();
+        assert!(ct.instances.iter().any(|i| i.sop_instance_uid == src));
+    }
+    let obj = radclip_dicom::pixel::open_full(&dir.path().join("seg.dcm")).unwrap();
+    let ct0 = radclip_dicom::pixel::open_full(&ct.instances[0].path).unwrap();
+    assert_eq!(
+        text(&obj, tags::FRAME_OF_REFERENCE_UID),
+        text(&ct0, tags::FRAME_OF_REFERENCE_UID)
+    );
+}
+
 #[test]
 fn held_out_paraphrases_are_never_generated() {
     use radclip_phantom::report;

@@ -304,3 +304,110 @@ fn segmentation_masks_are_drawn_over_their_image() {
     );
     h.snapshot("segmentation_overlay");
 }
+
+/// The demo CT's lesion SEG (one frame per lesion and slice, each referencing its slice): on a slice
+/// through the left lower lobe nodule, S colours the nodule's centre and leaves the far lung alone;
+/// on a slice no lesion crosses, S changes nothing.
+#[test]
+fn ct_lesion_masks_are_drawn_on_their_slices() {
+    let truth: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo().join("truth.json")).unwrap()).unwrap();
+    let lesion = truth["lesions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["location"] == "left lower lobe")
+        .unwrap();
+    let slices: Vec<u64> = lesion["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_u64().unwrap())
+        .collect();
+    let middle = format!("CT{:04}.dcm", slices[slices.len() / 2]);
+    let c: Vec<f64> = lesion["center_mm"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let mm = truth["pixel_spacing_mm"].as_f64().unwrap();
+    let half = truth["columns"].as_f64().unwrap() / 2.0;
+    // Image pixel (column, row) of the nodule's centre: columns run to the patient's left, rows posterior.
+    let centre = (c[0] / mm + half, c[1] / mm + half);
+
+    let mut h = harness(demo());
+    settle(&mut h);
+    assert_eq!(h.state().segmentations.len(), 1, "{}", h.state().status);
+    let series = h.state().viewports[0].series.unwrap();
+    let index_of = |h: &Harness<'_, ViewerApp>, name: &str| {
+        let s = &h.state().series[series].series;
+        (0..s.frames.len())
+            .find(|&j| {
+                s.instance_of(j)
+                    .is_some_and(|(i, _)| i.path.ends_with(name))
+            })
+            .unwrap()
+    };
+    let go_to = |h: &mut Harness<'_, ViewerApp>, target: usize| {
+        while h.state().viewports[0].slice != target {
+            let key = if h.state().viewports[0].slice < target {
+                Key::ArrowDown
+            } else {
+                Key::ArrowUp
+            };
+            h.key_press(key);
+            h.step();
+        }
+        settle(h);
+    };
+    let target = index_of(&h, &middle);
+    go_to(&mut h, target);
+    let off = h.render().unwrap();
+    h.key_press(Key::S);
+    h.step();
+    settle(&mut h);
+    assert!(h.state().show_segmentations);
+    let on = h.render().unwrap();
+    let t = h.state().transforms[&0];
+    let screen = |x: f64, y: f64| {
+        let p = t.screen_from_image(egui::pos2(x as f32, y as f32));
+        (p.x as u32, p.y as u32)
+    };
+    let px = |img: &image::RgbaImage, (x, y): (u32, u32)| img.get_pixel(x, y).0;
+    let diff = |a: [u8; 4], b: [u8; 4]| (0..3).map(|i| a[i].abs_diff(b[i]) as u32).sum::<u32>();
+    let (a, b) = (
+        px(&off, screen(centre.0, centre.1)),
+        px(&on, screen(centre.0, centre.1)),
+    );
+    assert!(diff(a, b) > 40, "the nodule's centre: {a:?} → {b:?}");
+    // The right lung, mirrored across the midline: no lesion there on this slice.
+    let far = screen(2.0 * half - centre.0, centre.1);
+    assert_eq!(
+        px(&off, far),
+        px(&on, far),
+        "outside the masks nothing changes"
+    );
+    h.snapshot("ct_lesion_overlay");
+
+    // A slice no lesion crosses.
+    let clear = (1..=64)
+        .find(|s| {
+            truth["lesions"].as_array().unwrap().iter().all(|l| {
+                l["slices"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|x| x.as_u64() != Some(*s))
+            })
+        })
+        .unwrap();
+    let target = index_of(&h, &format!("CT{clear:04}.dcm"));
+    go_to(&mut h, target);
+    let shown = h.render().unwrap();
+    h.key_press(Key::S);
+    h.step();
+    settle(&mut h);
+    assert!(!h.state().show_segmentations);
+    assert_eq!(shown.as_raw(), h.render().unwrap().as_raw());
+}
