@@ -1,5 +1,6 @@
 //! DICOM Segmentation objects (PS3.3 A.51): their segments and, per frame, which segment it is and which
-//! image it was derived from, so a viewer can lay each mask over the image it belongs to.
+//! image it was derived from (or, when a frame names none, where it lies in its frame of reference), so a
+//! viewer can lay each mask over the image it belongs to.
 //!
 //! Binary segmentations (1-bit, packed across frames) and fractional ones (8-bit, a pixel is in the
 //! segment when its value is more than half the maximum) in native transfer syntaxes.
@@ -27,6 +28,8 @@ pub struct SegFrame {
     pub segment: u16,
     /// The SOP Instance UID of the source image, when the frame or the object names exactly one.
     pub source: Option<String>,
+    /// The frame's ImagePositionPatient (Plane Position Sequence), for volumes.
+    pub position: Option<[f64; 3]>,
     /// Row-major, `rows × cols`.
     pub mask: Vec<bool>,
 }
@@ -35,6 +38,9 @@ pub struct SegFrame {
 pub struct Segmentation {
     pub rows: u32,
     pub cols: u32,
+    pub frame_of_reference: Option<String>,
+    /// ImageOrientationPatient of the frames (Plane Orientation Sequence, shared or the first frame's).
+    pub orientation: Option<[f64; 6]>,
     pub segments: Vec<SegmentInfo>,
     pub frames: Vec<SegFrame>,
 }
@@ -134,6 +140,27 @@ impl Segmentation {
                 tags::SOURCE_IMAGE_SEQUENCE,
             )
         };
+        let plane = |group: Option<&Obj>, seq, tag| {
+            attrs::item(group?, seq).and_then(|it| attrs::floats(it, tag))
+        };
+        let position_of = |group: Option<&Obj>| {
+            plane(
+                group,
+                tags::PLANE_POSITION_SEQUENCE,
+                tags::IMAGE_POSITION_PATIENT,
+            )
+            .and_then(|v| <[f64; 3]>::try_from(v.as_slice()).ok())
+        };
+        let orientation = [shared, per_frame.first()]
+            .into_iter()
+            .find_map(|g| {
+                plane(
+                    g,
+                    tags::PLANE_ORIENTATION_SEQUENCE,
+                    tags::IMAGE_ORIENTATION_PATIENT,
+                )
+            })
+            .and_then(|v| <[f64; 6]>::try_from(v.as_slice()).ok());
         let mut out = Vec::with_capacity(frames);
         for f in 0..frames {
             let group = per_frame.get(f);
@@ -156,12 +183,15 @@ impl Segmentation {
                 source: source_of(group)
                     .or_else(|| source_of(shared))
                     .or_else(|| only_source.clone()),
+                position: position_of(group).or_else(|| position_of(shared)),
                 mask,
             });
         }
         Ok(Segmentation {
             rows,
             cols,
+            frame_of_reference: attrs::string(obj, tags::FRAME_OF_REFERENCE_UID),
+            orientation,
             segments,
             frames: out,
         })
@@ -172,10 +202,34 @@ impl Segmentation {
         &'a self,
         sop_instance_uid: &'a str,
     ) -> impl Iterator<Item = (usize, &'a SegmentInfo, &'a SegFrame)> + 'a {
+        self.frames_over(sop_instance_uid, None)
+    }
+
+    /// The frames laid over image `sop_instance_uid`, with their segment: those derived from it, and
+    /// with `plane` (the image's frame of reference, position and orientation) also those that name no
+    /// source but lie in its plane (same frame of reference and orientation, position within 0.01 mm).
+    pub fn frames_over<'a>(
+        &'a self,
+        sop_instance_uid: &'a str,
+        plane: Option<(&'a str, [f64; 3], [f64; 6])>,
+    ) -> impl Iterator<Item = (usize, &'a SegmentInfo, &'a SegFrame)> + 'a {
+        let in_plane = move |f: &SegFrame| {
+            let (Some((for_uid, position, orientation)), Some(p), Some(o)) =
+                (plane, f.position, self.orientation)
+            else {
+                return false;
+            };
+            self.frame_of_reference.as_deref() == Some(for_uid)
+                && o.iter().zip(orientation).all(|(a, b)| (a - b).abs() < 1e-4)
+                && p.iter().zip(position).all(|(a, b)| (a - b).abs() < 0.01)
+        };
         self.frames
             .iter()
             .enumerate()
-            .filter(move |(_, f)| f.source.as_deref() == Some(sop_instance_uid))
+            .filter(move |(_, f)| match f.source.as_deref() {
+                Some(src) => src == sop_instance_uid,
+                None => in_plane(f),
+            })
             .filter_map(|(i, f)| {
                 let s = self.segments.iter().find(|s| s.number == f.segment)?;
                 Some((i, s, f))

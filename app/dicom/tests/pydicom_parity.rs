@@ -11,12 +11,10 @@ use sha2::{Digest, Sha256};
 
 /// Files pydicom decodes that radclip does not match yet, each with the reason. Every entry is checked to
 /// still fail: a fixed file must be removed from this list.
-const KNOWN_GAPS: &[(&str, &str)] = &[
-    (
-        "pydicom/data/test_files/JPGExtended.dcm",
-        "12-bit lossy JPEG (process 2/4): the jpeg-decoder codec of dicom-rs decodes 8-bit only",
-    ),
-];
+const KNOWN_GAPS: &[(&str, &str)] = &[(
+    "pydicom/data/test_files/JPGExtended.dcm",
+    "12-bit lossy JPEG (process 2/4): the jpeg-decoder codec of dicom-rs decodes 8-bit only",
+)];
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

@@ -459,6 +459,79 @@ fn ct_lesions_are_a_dicom_segmentation_of_their_slices() {
     );
 }
 
+/// A SEG whose frames name no source image (some tools write only plane positions) is laid over the
+/// slices by frame of reference, orientation and position: the CT SEG with its source references removed
+/// gives each slice the frames the references gave.
+#[test]
+fn seg_frames_without_sources_are_placed_by_position() {
+    use dicom_core::value::{DataSetSequence, Value};
+    use dicom_object::mem::InMemElement;
+    let dir = tempfile::tempdir().unwrap();
+    let opts = radclip_phantom::ct::CtOptions {
+        size: 64,
+        pixel_mm: 5.6,
+        ..Default::default()
+    };
+    radclip_phantom::ct::write_ct_series(dir.path(), &opts).unwrap();
+    let path = dir.path().join("seg.dcm");
+    let mut obj = radclip_dicom::pixel::open_full(&path).unwrap();
+    let items: Vec<_> = obj
+        .element(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
+        .unwrap()
+        .items()
+        .unwrap()
+        .iter()
+        .cloned()
+        .map(|mut it| {
+            assert!(it.remove_element(tags::DERIVATION_IMAGE_SEQUENCE));
+            it
+        })
+        .collect();
+    obj.put(InMemElement::new(
+        tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE,
+        dicom_core::VR::SQ,
+        Value::Sequence(DataSetSequence::from(items)),
+    ));
+    assert!(obj.remove_element(tags::REFERENCED_SERIES_SEQUENCE));
+    let bare = dir.path().join("bare.seg");
+    obj.write_to_file(&bare).unwrap();
+
+    let with = radclip_dicom::seg::Segmentation::read(&path).unwrap();
+    let without = radclip_dicom::seg::Segmentation::read(&bare).unwrap();
+    assert!(with.frames.len() >= 4, "{} frames", with.frames.len());
+    assert!(without.frames.iter().all(|f| f.source.is_none()));
+    let tree = radclip_dicom::scan(dir.path()).unwrap();
+    let ct = tree.patients[0].studies[0]
+        .series
+        .iter()
+        .find(|s| s.modality == "CT")
+        .unwrap();
+    let for_uid = ct.frame_of_reference.as_deref().unwrap();
+    let mut placed = 0;
+    for inst in &ct.instances {
+        let g = inst.frame_geometry[0].as_ref().unwrap();
+        let plane = Some((for_uid, g.position, g.orientation));
+        let a: Vec<usize> = with
+            .frames_for(&inst.sop_instance_uid)
+            .map(|f| f.0)
+            .collect();
+        let b: Vec<usize> = without
+            .frames_over(&inst.sop_instance_uid, plane)
+            .map(|f| f.0)
+            .collect();
+        assert_eq!(a, b, "slice at z = {}", g.position[2]);
+        // Without the plane, nothing is placed; another frame of reference places nothing either.
+        assert_eq!(without.frames_for(&inst.sop_instance_uid).count(), 0);
+        let other = Some(("1.2.3", g.position, g.orientation));
+        assert_eq!(
+            without.frames_over(&inst.sop_instance_uid, other).count(),
+            0
+        );
+        placed += b.len();
+    }
+    assert_eq!(placed, with.frames.len());
+}
+
 #[test]
 fn held_out_paraphrases_are_never_generated() {
     use radclip_phantom::report;

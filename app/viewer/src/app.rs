@@ -337,19 +337,21 @@ impl ViewerApp {
         Some(t)
     }
 
-    /// (segmentation, frame, label, colour) of every mask laid over image `sop_uid` of `cols × rows`.
+    /// (segmentation, frame, label, colour) of every mask laid over image `sop_uid` of `cols × rows`
+    /// (`plane`: its frame of reference, position and orientation, for SEG frames that name no source).
     fn masks_over(
         &self,
         sop_uid: &str,
         cols: u32,
         rows: u32,
+        plane: Option<(&str, [f64; 3], [f64; 6])>,
     ) -> Vec<(usize, usize, String, Color32)> {
         self.segmentations
             .iter()
             .enumerate()
             .filter(|(_, s)| s.cols == cols && s.rows == rows)
             .flat_map(|(si, s)| {
-                s.frames_for(sop_uid).map(move |(fi, info, f)| {
+                s.frames_over(sop_uid, plane).map(move |(fi, info, f)| {
                     (si, fi, info.label.clone(), segment_color(f.segment))
                 })
             })
@@ -797,10 +799,14 @@ impl ViewerApp {
             );
         }
         if self.show_segmentations
-            && let Some((inst, _)) = series.instance_of(v.slice)
+            && let Some((inst, frame_no)) = series.instance_of(v.slice)
         {
             let (cols, rows) = (t.image_size.x as u32, t.image_size.y as u32);
-            let masks = self.masks_over(&inst.sop_instance_uid, cols, rows);
+            let plane = series.frame_of_reference.as_deref().and_then(|f| {
+                let g = inst.frame_geometry.get(frame_no as usize)?.as_ref()?;
+                Some((f, g.position, g.orientation))
+            });
+            let masks = self.masks_over(&inst.sop_instance_uid, cols, rows, plane);
             for (si, fi, _, _) in &masks {
                 if let Some(tex) = self.seg_texture(&ctx, *si, *fi) {
                     draw_textured(&painter, tex.id(), &t, Color32::WHITE);
