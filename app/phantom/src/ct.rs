@@ -46,6 +46,15 @@ pub struct Lesion {
     pub hu: f64,
 }
 
+impl Lesion {
+    /// Whether patient point (x, y, z) mm is inside the lesion: the one test the image and the SEG share.
+    fn contains(&self, x: f64, y: f64, z: f64) -> bool {
+        let c = self.center_mm;
+        let r = self.diameter_mm / 2.0;
+        (x - c[0]).powi(2) + (y - c[1]).powi(2) + (z - c[2]).powi(2) <= r * r
+    }
+}
+
 /// The lesions of the phantom (fixed: the demo's radiologist knows where to look).
 pub fn lesions() -> Vec<Lesion> {
     vec![
@@ -149,12 +158,8 @@ fn hu(x: f64, y: f64, z: f64, vs: &[Vessel], ls: &[Lesion]) -> f64 {
     if body > 1.0 {
         return -1000.0;
     }
-    for l in ls {
-        let c = l.center_mm;
-        let r = l.diameter_mm / 2.0;
-        if (x - c[0]).powi(2) + (y - c[1]).powi(2) + (z - c[2]).powi(2) <= r * r {
-            return l.hu;
-        }
+    if let Some(l) = ls.iter().find(|l| l.contains(x, y, z)) {
+        return l.hu;
     }
     // Subcutaneous fat, then muscle.
     if ell(x, y, 0.0, 0.0, 157.0, 110.0) > 1.0 {
@@ -249,9 +254,18 @@ fn hu(x: f64, y: f64, z: f64, vs: &[Vessel], ls: &[Lesion]) -> f64 {
     40.0
 }
 
+/// A lesion's mask on one slice it crosses (indices from 0), with the slice's SOP instance and position.
+struct LesionSlice {
+    lesion: usize,
+    slice: usize,
+    sop: String,
+    position: [f64; 3],
+    mask: Vec<bool>,
+}
+
 /// The coded meaning of a lesion's mask (SNOMED CT): (category, property type).
 fn lesion_codes(l: &Lesion) -> (dicom_out::Code, dicom_out::Code) {
-    let abnormal = ("49755003", "SCT", "Morphologically Abnormal Structure");
+    let abnormal = dicom_out::MORPHOLOGICALLY_ABNORMAL;
     if l.kind == "cyst" {
         (abnormal, ("441457006", "SCT", "Cyst"))
     } else {
@@ -293,8 +307,8 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
     let n = opts.size;
     let half = n as f64 / 2.0;
     let rows = u16::try_from(n).map_err(|_| crate::Error::Input("CT size too large".into()))?;
-    // (lesion, slice, position, mask) of every slice a lesion crosses, for the SEG.
-    let mut masks: Vec<(usize, usize, [f64; 3], Vec<bool>)> = Vec::new();
+    // Every slice a lesion crosses, for the SEG.
+    let mut masks: Vec<LesionSlice> = Vec::new();
     for s in 0..opts.slices {
         // Slice 1 is the most superior, as scanners number a chest from the top.
         let z = (opts.slices as f64 / 2.0 - s as f64 - 0.5) * opts.slice_mm;
@@ -312,21 +326,25 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
         let sop = uid(&[seed, 0xC7, 100 + s as u64]);
         let origin = -half * opts.pixel_mm + opts.pixel_mm / 2.0;
         for (li, l) in ls.iter().enumerate() {
-            let c = l.center_mm;
-            let r2 = (l.diameter_mm / 2.0).powi(2) - (z - c[2]).powi(2);
-            if r2 < 0.0 {
+            if (z - l.center_mm[2]).abs() > l.diameter_mm / 2.0 {
                 continue;
             }
-            // The same test as `hu`, at the same pixel centres.
+            // The pixel centres `hu` was sampled at.
             let mask: Vec<bool> = (0..n * n)
                 .map(|i| {
                     let y = ((i / n) as f64 + 0.5 - half) * opts.pixel_mm;
                     let x = ((i % n) as f64 + 0.5 - half) * opts.pixel_mm;
-                    (x - c[0]).powi(2) + (y - c[1]).powi(2) <= r2
+                    l.contains(x, y, z)
                 })
                 .collect();
             if mask.iter().any(|m| *m) {
-                masks.push((li, s, [origin, origin, z], mask));
+                masks.push(LesionSlice {
+                    lesion: li,
+                    slice: s,
+                    sop: sop.clone(),
+                    position: [origin, origin, z],
+                    mask,
+                });
             }
         }
         let mut b = Builder::new();
@@ -398,14 +416,11 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
         .collect();
     let frames = masks
         .iter()
-        .map(|(li, s, position, mask)| dicom_out::SegFrame {
-            segment: *li as u16 + 1,
-            source: (
-                uids::CT_IMAGE_STORAGE.to_string(),
-                uid(&[seed, 0xC7, 100 + *s as u64]),
-            ),
-            position: Some(*position),
-            mask,
+        .map(|m| dicom_out::SegFrame {
+            segment: m.lesion as u16 + 1,
+            source: (uids::CT_IMAGE_STORAGE.to_string(), m.sop.clone()),
+            position: Some(m.position),
+            mask: &m.mask,
         })
         .collect();
     dicom_out::write_seg(
@@ -435,8 +450,8 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
             v["slices"] = serde_json::json!(
                 masks
                     .iter()
-                    .filter(|m| m.0 == i)
-                    .map(|m| m.1 + 1)
+                    .filter(|m| m.lesion == i)
+                    .map(|m| m.slice + 1)
                     .collect::<Vec<_>>()
             );
             v

@@ -313,11 +313,15 @@ pub struct SegVolume {
     pub slice_mm: f64,
 }
 
+/// The segmentation category of lesions and findings (SNOMED CT).
+pub const MORPHOLOGICALLY_ABNORMAL: Code =
+    ("49755003", "SCT", "Morphologically Abnormal Structure");
+
 /// The coded meaning of a finding's mask (SNOMED CT, as DICOM's segmentation property contexts use):
 /// (category, property type).
 pub fn segment_codes(kind: crate::Kind) -> (Code, Code) {
     use crate::Kind;
-    let abnormal = ("49755003", "SCT", "Morphologically Abnormal Structure");
+    let abnormal = MORPHOLOGICALLY_ABNORMAL;
     match kind {
         Kind::Nodule => (abnormal, ("27925004", "SCT", "Nodule")),
         Kind::Mass => (abnormal, ("4147007", "SCT", "Mass")),

@@ -329,17 +329,47 @@ fn every_kind_can_be_asked_for() {
     }
 }
 
+/// A CT phantom written to a temporary folder, with its lesions and the folder's study tree.
+struct CtPhantom {
+    dir: tempfile::TempDir,
+    opts: radclip_phantom::ct::CtOptions,
+    lesions: Vec<radclip_phantom::ct::Lesion>,
+    tree: radclip_dicom::StudyTree,
+}
+
+impl CtPhantom {
+    fn new(size: usize, pixel_mm: f64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = radclip_phantom::ct::CtOptions {
+            size,
+            pixel_mm,
+            ..Default::default()
+        };
+        let lesions = radclip_phantom::ct::write_ct_series(dir.path(), &opts).unwrap();
+        let tree = radclip_dicom::scan(dir.path()).unwrap();
+        CtPhantom {
+            dir,
+            opts,
+            lesions,
+            tree,
+        }
+    }
+
+    /// The CT series (the folder also holds the lesions' SEG).
+    fn ct(&self) -> &radclip_dicom::Series {
+        self.tree.patients[0].studies[0]
+            .series
+            .iter()
+            .find(|s| s.modality == "CT")
+            .unwrap()
+    }
+}
+
 #[test]
 fn ct_series_has_hounsfield_units_and_its_lesions() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = radclip_phantom::ct::CtOptions {
-        size: 128,
-        pixel_mm: 2.8,
-        ..Default::default()
-    };
-    let lesions = radclip_phantom::ct::write_ct_series(dir.path(), &opts).unwrap();
-    let tree = radclip_dicom::scan(dir.path()).unwrap();
-    let series = &tree.patients[0].studies[0].series[0];
+    let p = CtPhantom::new(128, 2.8);
+    let (dir, opts, lesions) = (&p.dir, p.opts, &p.lesions);
+    let series = p.ct();
     assert_eq!(series.instances.len(), 64);
     // HU at a patient point: the slice nearest z, the pixel nearest (x, y).
     let hu_at = |p: [f64; 3]| -> f64 {
@@ -361,7 +391,7 @@ fn ct_series_has_hounsfield_units_and_its_lesions() {
         }
         sum / f64::from(k)
     };
-    for l in &lesions {
+    for l in lesions {
         let v = hu_at(l.center_mm);
         assert!(
             (v - l.hu).abs() < 25.0,
@@ -385,16 +415,9 @@ fn ct_series_has_hounsfield_units_and_its_lesions() {
 /// holding only pixels whose decoded HU is the lesion's (uniform, with ±24 HU of noise).
 #[test]
 fn ct_lesions_are_a_dicom_segmentation_of_their_slices() {
-    let dir = tempfile::tempdir().unwrap();
-    let opts = radclip_phantom::ct::CtOptions {
-        size: 128,
-        pixel_mm: 2.8,
-        ..Default::default()
-    };
-    let lesions = radclip_phantom::ct::write_ct_series(dir.path(), &opts).unwrap();
-    let tree = radclip_dicom::scan(dir.path()).unwrap();
-    let study = &tree.patients[0].studies[0];
-    let ct = &study.series[0];
+    let p = CtPhantom::new(128, 2.8);
+    let (dir, opts, lesions) = (&p.dir, p.opts, &p.lesions);
+    let ct = p.ct();
     assert_eq!(ct.instances.len(), 64);
     let seg = radclip_dicom::seg::Segmentation::read(&dir.path().join("seg.dcm")).unwrap();
     assert_eq!((seg.rows, seg.cols), (128, 128));
@@ -466,14 +489,8 @@ fn ct_lesions_are_a_dicom_segmentation_of_their_slices() {
 fn seg_frames_without_sources_are_placed_by_position() {
     use dicom_core::value::{DataSetSequence, Value};
     use dicom_object::mem::InMemElement;
-    let dir = tempfile::tempdir().unwrap();
-    let opts = radclip_phantom::ct::CtOptions {
-        size: 64,
-        pixel_mm: 5.6,
-        ..Default::default()
-    };
-    radclip_phantom::ct::write_ct_series(dir.path(), &opts).unwrap();
-    let path = dir.path().join("seg.dcm");
+    let p = CtPhantom::new(64, 5.6);
+    let path = p.dir.path().join("seg.dcm");
     let mut obj = radclip_dicom::pixel::open_full(&path).unwrap();
     let items: Vec<_> = obj
         .element(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE)
@@ -493,19 +510,14 @@ fn seg_frames_without_sources_are_placed_by_position() {
         Value::Sequence(DataSetSequence::from(items)),
     ));
     assert!(obj.remove_element(tags::REFERENCED_SERIES_SEQUENCE));
-    let bare = dir.path().join("bare.seg");
+    let bare = p.dir.path().join("bare.seg");
     obj.write_to_file(&bare).unwrap();
 
     let with = radclip_dicom::seg::Segmentation::read(&path).unwrap();
     let without = radclip_dicom::seg::Segmentation::read(&bare).unwrap();
     assert!(with.frames.len() >= 4, "{} frames", with.frames.len());
     assert!(without.frames.iter().all(|f| f.source.is_none()));
-    let tree = radclip_dicom::scan(dir.path()).unwrap();
-    let ct = tree.patients[0].studies[0]
-        .series
-        .iter()
-        .find(|s| s.modality == "CT")
-        .unwrap();
+    let ct = p.ct();
     let for_uid = ct.frame_of_reference.as_deref().unwrap();
     let mut placed = 0;
     for inst in &ct.instances {

@@ -36,16 +36,11 @@ fn truth(study: &str) -> Vec<String> {
         .collect()
 }
 
-fn harness() -> Harness<'static, ViewerApp> {
-    let ctx = egui::Context::default();
-    let mut app = ViewerApp::new(&ctx, None).unwrap();
-    app.open_all(
-        &ctx,
-        vec![root().join("assets/demo-cxr"), root().join("assets/demo")],
-    );
-    // A small archive of phantom reports (seed 1, past the demo model's training indices).
-    let library = Box::new(|| {
-        (20_000..20_300)
+/// The demo model with an archive of `reports` phantom reports (seed 1, past the model's training
+/// indices) as its library.
+fn demo_setup(reports: u64) -> AiSetup {
+    let library = Box::new(move || {
+        (20_000..20_000 + reports)
             .map(|i| {
                 let r = radclip_phantom::cxr_sample(1, i).report;
                 LibraryReport {
@@ -57,14 +52,22 @@ fn harness() -> Harness<'static, ViewerApp> {
             })
             .collect()
     });
-    app.enable_ai(
+    AiSetup {
+        model: root().join("models/radclip-demo").display().to_string(),
+        device: "cpu".into(),
+        library: Some(library),
+    }
+}
+
+fn harness() -> Harness<'static, ViewerApp> {
+    let ctx = egui::Context::default();
+    let mut app = ViewerApp::new(&ctx, None).unwrap();
+    app.open_all(
         &ctx,
-        AiSetup {
-            model: root().join("models/radclip-demo").display().to_string(),
-            device: "cpu".into(),
-            library: Some(library),
-        },
+        vec![root().join("assets/demo-cxr"), root().join("assets/demo")],
     );
+    // A small archive of phantom reports.
+    app.enable_ai(&ctx, demo_setup(300));
     Harness::builder()
         .with_size(vec2(1280.0, 800.0))
         .wgpu()
@@ -204,28 +207,7 @@ fn findings_do_not_wait_for_the_report_library() {
         frame: 0,
     };
     // Enough reports that embedding them takes many batches.
-    let library = Box::new(|| {
-        (20_000..22_000)
-            .map(|i| {
-                let r = radclip_phantom::cxr_sample(1, i).report;
-                LibraryReport {
-                    title: format!("Archive study {i}"),
-                    summary: r.impression.clone(),
-                    text: r.text(),
-                    embedded: r.findings.clone(),
-                }
-            })
-            .collect()
-    });
-    let worker = AiWorker::start(
-        AiSetup {
-            model: root().join("models/radclip-demo").display().to_string(),
-            device: "cpu".into(),
-            library: Some(library),
-        },
-        || {},
-    )
-    .unwrap();
+    let worker = AiWorker::start(demo_setup(2_000), || {}).unwrap();
     // Sent at once: the request waits in the queue while the model loads.
     worker.analyze(AiFrame {
         key: key.clone(),

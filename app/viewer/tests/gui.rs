@@ -40,6 +40,13 @@ fn gpu_harness(path: PathBuf) -> Harness<'static, ViewerApp> {
 
 /// Steps until the background scan and all decoding are done (workers run on other threads), so the
 /// status bar (cache size) is the same on every run.
+/// Presses S (segmentation masks on/off) and waits for the frame.
+fn toggle_segmentations(h: &mut Harness<'_, ViewerApp>) {
+    h.key_press(Key::S);
+    h.step();
+    settle(h);
+}
+
 fn settle(h: &mut Harness<'_, ViewerApp>) {
     let start = Instant::now();
     loop {
@@ -259,9 +266,7 @@ fn segmentation_masks_are_drawn_over_their_image() {
         h.state().status
     );
     let off = h.render().unwrap();
-    h.key_press(Key::S);
-    h.step();
-    settle(&mut h);
+    toggle_segmentations(&mut h);
     assert!(h.state().show_segmentations);
     let on = h.render().unwrap();
 
@@ -364,9 +369,7 @@ fn ct_lesion_masks_are_drawn_on_their_slices() {
     let target = index_of(&h, &middle);
     go_to(&mut h, target);
     let off = h.render().unwrap();
-    h.key_press(Key::S);
-    h.step();
-    settle(&mut h);
+    toggle_segmentations(&mut h);
     assert!(h.state().show_segmentations);
     let on = h.render().unwrap();
     let t = h.state().transforms[&0];
@@ -405,9 +408,7 @@ fn ct_lesion_masks_are_drawn_on_their_slices() {
     let target = index_of(&h, &format!("CT{clear:04}.dcm"));
     go_to(&mut h, target);
     let shown = h.render().unwrap();
-    h.key_press(Key::S);
-    h.step();
-    settle(&mut h);
+    toggle_segmentations(&mut h);
     assert!(!h.state().show_segmentations);
     assert_eq!(shown.as_raw(), h.render().unwrap().as_raw());
 }
