@@ -75,6 +75,18 @@ pub fn prefer_native_kernels() {
     }
 }
 
+/// Runs candle's element-wise ops on the calling thread unless the user chose (`CANDLE_NUM_THREADS`).
+/// Its own spinning pool competes with the BLAS threads and rayon's for the same cores: on two cores
+/// that cost B/32 text encoding at batch 8 a quarter of its time (docs/benchmarks.md); the element-wise
+/// ops it serves in inference (residual and mask adds) are a few per cent of the work. Same contract
+/// as [`prefer_native_kernels`]: call before any thread exists.
+pub fn prefer_one_elementwise_thread() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: called before any other thread is started, as above.
+        unsafe { std::env::set_var("CANDLE_NUM_THREADS", "1") };
+    }
+}
+
 /// Kernel families OpenBLAS falls back to when it does not know the CPU; on a CPU with AVX2 they
 /// would be slower than candle's own kernels.
 const FALLBACK_CORES: &[&str] = &[
@@ -86,40 +98,131 @@ const FALLBACK_CORES: &[&str] = &[
     "nehalem",
 ];
 
+/// The libraries to try, in order: `RADCLIP_BLAS` names one (a file name on the library path or a
+/// path, e.g. MKL's `libmkl_rt.so` from PyPI's `mkl` wheel), `off` none; by default Debian's OpenBLAS.
+fn candidates() -> Vec<std::ffi::OsString> {
+    match std::env::var_os("RADCLIP_BLAS") {
+        Some(v) if v.eq_ignore_ascii_case("off") => Vec::new(),
+        Some(v) if !v.is_empty() => vec![v],
+        _ => vec!["libopenblas.so.0".into(), "libopenblas.so".into()],
+    }
+}
+
 fn load() -> Option<Blas> {
-    if std::env::var("RADCLIP_BLAS").is_ok_and(|v| v.eq_ignore_ascii_case("off")) {
+    let names = candidates();
+    // SAFETY: loading a shared library runs its initialisers; a CBLAS's only set up its thread pool
+    // and kernel table.
+    let Some((name, lib)) = names.iter().find_map(|name| {
+        unsafe { libloading::Library::new(name) }
+            .ok()
+            .map(|lib| (name.to_string_lossy().into_owned(), lib))
+    }) else {
+        if std::env::var_os("RADCLIP_BLAS").is_some_and(|v| !v.eq_ignore_ascii_case("off")) {
+            tracing::warn!(
+                "RADCLIP_BLAS names a library that does not load; using candle's kernels"
+            );
+        }
+        return None;
+    };
+    if let Err(e) = prepare_mkl(&lib, &name) {
+        tracing::warn!("{e}");
         return None;
     }
-    // SAFETY: loading a shared library runs its initialisers; OpenBLAS's only set up its thread pool
-    // and kernel table.
-    let lib = ["libopenblas.so.0", "libopenblas.so"]
-        .iter()
-        .find_map(|name| unsafe { libloading::Library::new(name) }.ok())?;
     // SAFETY: the symbols have the standard CBLAS / OpenBLAS signatures written above.
-    let (sgemm, core) = unsafe {
+    let (sgemm, openblas_core) = unsafe {
         let sgemm: Sgemm = *lib.get::<Sgemm>(b"cblas_sgemm\0").ok()?;
         let corename = lib
             .get::<unsafe extern "C" fn() -> *const c_char>(b"openblas_get_corename\0")
             .ok()
             .map(|f| f())
             .filter(|p| !p.is_null())
-            .map(|p| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned())
-            .unwrap_or_default();
+            .map(|p| std::ffi::CStr::from_ptr(p).to_string_lossy().into_owned());
         (sgemm, corename)
     };
-    if core_type_for_this_cpu().is_some() && FALLBACK_CORES.contains(&core.to_lowercase().as_str())
-    {
-        tracing::debug!(
-            "OpenBLAS picked its {core} kernels on this CPU; using candle's (set OPENBLAS_CORETYPE)"
-        );
-        return None;
-    }
-    tracing::debug!("OpenBLAS ({core} kernels) for CPU matrix products");
+    let core = match openblas_core {
+        Some(core) => {
+            if core_type_for_this_cpu().is_some()
+                && FALLBACK_CORES.contains(&core.to_lowercase().as_str())
+            {
+                tracing::debug!(
+                    "OpenBLAS picked its {core} kernels on this CPU; using candle's (set OPENBLAS_CORETYPE)"
+                );
+                return None;
+            }
+            format!("OpenBLAS {core}")
+        }
+        // Another CBLAS (MKL, BLIS): named by its file.
+        None => name,
+    };
+    tracing::debug!("{core} for CPU matrix products");
     Some(Blas {
         sgemm,
         core,
         _lib: lib,
     })
+}
+
+/// MKL's threaded layer needs Intel's OpenMP runtime already loaded (its `omp_*` symbols are not
+/// linked in), else the first product ends the process with a symbol lookup error. The PyPI wheels
+/// put `libiomp5.so` beside `libmkl_rt`: load it from there or the library path, else make MKL run
+/// sequentially. A library that is not MKL passes unchanged.
+fn prepare_mkl(lib: &libloading::Library, name: &str) -> Result<(), String> {
+    type SetLayer = unsafe extern "C" fn(c_int) -> c_int;
+    // SAFETY: MKL_Set_Threading_Layer has this signature in MKL's mkl_service.h.
+    let Ok(set_layer) = (unsafe { lib.get::<SetLayer>(b"MKL_Set_Threading_Layer\0") }) else {
+        return Ok(());
+    };
+    const INTEL: c_int = 0;
+    const SEQUENTIAL: c_int = 1;
+    let path = std::path::Path::new(name);
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
+    // libmkl_rt loads its layers from its own folder at the first product and ends the process when
+    // one is missing ("Intel oneMKL FATAL ERROR"): check them first when it was named by path.
+    if let (Some(dir), Some(file)) = (dir, path.file_name().and_then(|f| f.to_str())) {
+        let suffix = file.find(".so").map_or("", |i| &file[i..]);
+        if let Some(part) = ["libmkl_core", "libmkl_intel_lp64"]
+            .iter()
+            .map(|part| format!("{part}{suffix}"))
+            .find(|part| !dir.join(part).exists())
+        {
+            return Err(format!(
+                "MKL is incomplete ({part} is not beside {file}); using candle's kernels"
+            ));
+        }
+    }
+    let beside = dir.map(|d| d.join("libiomp5.so").into_os_string());
+    let omp = beside
+        .into_iter()
+        .chain(["libiomp5.so".into()])
+        .find_map(|path| {
+            // SAFETY: loading Intel's OpenMP runtime runs only its initialisers. RTLD_GLOBAL puts its
+            // symbols where MKL's threading layer looks them up.
+            unsafe {
+                libloading::os::unix::Library::open(
+                    Some(&path),
+                    libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_GLOBAL,
+                )
+            }
+            .ok()
+        });
+    let layer = match omp {
+        Some(omp) => {
+            // Stays loaded for the process's life, as MKL's threads call into it.
+            std::mem::forget(omp);
+            INTEL
+        }
+        None => {
+            tracing::warn!(
+                "MKL without Intel's OpenMP runtime (libiomp5.so): one thread for products"
+            );
+            SEQUENTIAL
+        }
+    };
+    // SAFETY: called before any MKL computation, as MKL requires.
+    if unsafe { set_layer(layer) } < 0 {
+        return Err("MKL refused its threading layer; using candle's kernels".into());
+    }
+    Ok(())
 }
 
 fn blas() -> Option<&'static Blas> {

@@ -305,6 +305,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // Still single-threaded here. Training keeps candle's pool: its element-wise ops are on whole
+    // batches and its throughput was measured with the pool.
+    if !matches!(cli.command, Some(Command::Train { .. })) {
+        radclip_clip::blas::prefer_one_elementwise_thread();
+        // An encoder frees and allocates activations of up to ~20 MB per layer (B/16, batch 8): kept
+        // in the heap they are not page-faulted in anew each time (B/16 image encode 12–20 % faster).
+        keep_freed_memory(32 << 20, 256 << 20);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -312,6 +320,22 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// glibc hands freed buffers above its mmap threshold back to the OS at once, so the next buffer of
+/// that size is page-faulted in again. Raising the threshold (buffers below it come from the heap;
+/// glibc refuses more than 32 MB on 64-bit) and the trim threshold (free heap kept up to that size)
+/// keeps them.
+fn keep_freed_memory(mmap_threshold: i32, trim_threshold: i32) {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator tuning parameters; it is called before other threads
+    // allocate, and a failure (return 0) leaves the defaults in place.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, mmap_threshold);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, trim_threshold);
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = (mmap_threshold, trim_threshold);
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {

@@ -70,6 +70,83 @@ fn embed_images_and_texts_match_hugging_face_end_to_end() {
     }
 }
 
+/// MKL's CBLAS from PyPI's wheels, unpacked by `tests/fixtures/fetch.sh` (x86-64 only).
+fn mkl() -> Option<PathBuf> {
+    let root = std::env::var_os("RADCLIP_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"));
+    let lib = root.join("mkl/lib/libmkl_rt.so.3");
+    lib.is_file().then_some(lib)
+}
+
+/// The embeddings match Hugging Face's whichever library serves the products, and the log says which
+/// one did: candle's own kernels (`RADCLIP_BLAS=off`), MKL named by path, and a path that does not
+/// load (a warning, then candle's kernels, never a crash). OpenBLAS, the default, is the other tests'.
+#[test]
+fn embeddings_match_hugging_face_with_each_cblas() {
+    let r = reference();
+    let img = &r["images"][0];
+    let file = fixtures().join(img["file"].as_str().unwrap());
+    let text = &r["texts"][0];
+    let mut cases = vec![
+        ("off".to_string(), None),
+        (
+            "/nonexistent/libcblas.so".to_string(),
+            Some("names a library that does not load"),
+        ),
+    ];
+    match mkl() {
+        Some(lib) => cases.push((
+            lib.display().to_string(),
+            Some("libmkl_rt.so.3 for CPU matrix products"),
+        )),
+        // tests/run.sh fetches MKL on x86-64, where this part must not be skipped.
+        None => assert!(
+            !(cfg!(target_arch = "x86_64")
+                && std::env::var("RADCLIP_EXPECT_BLAS").is_ok_and(|v| v == "1")),
+            "MKL fixtures missing: run `bash tests/fixtures/fetch.sh`"
+        ),
+    }
+    for (blas, log) in cases {
+        for (args, expected) in [
+            (
+                vec!["embed".to_string(), file.display().to_string()],
+                &img["embedding"],
+            ),
+            (
+                vec![
+                    "embed".into(),
+                    "--text".into(),
+                    text["text"].as_str().unwrap().into(),
+                ],
+                &text["embedding"],
+            ),
+        ] {
+            let out = bin()
+                .args(&args)
+                .arg("--model")
+                .arg(model())
+                .arg("--json")
+                .env("RADCLIP_BLAS", &blas)
+                .env("RADCLIP_LOG", "radclip_clip=debug")
+                .output()
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(out.status.success(), "RADCLIP_BLAS={blas}: {stderr}");
+            match log {
+                Some(line) => assert!(stderr.contains(line), "RADCLIP_BLAS={blas}: {stderr}"),
+                None => assert!(
+                    !stderr.contains("for CPU matrix products"),
+                    "RADCLIP_BLAS=off still loaded a BLAS: {stderr}"
+                ),
+            }
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let d = max_diff(&vec_of(&v["embedding"]), &vec_of(expected));
+            assert!(d < 1e-4, "RADCLIP_BLAS={blas} {args:?}: {d}");
+        }
+    }
+}
+
 #[test]
 fn embed_a_folder_gives_one_row_per_file_in_path_order() {
     let r = reference();
