@@ -4,7 +4,8 @@
 //! 2-core AVX-512 machine, where OpenBLAS's SkylakeX kernels reach ~210 GFLOP/s on the same shapes
 //! (docs/benchmarks.md). OpenBLAS is loaded at run time (`libopenblas.so.0`, Debian's `libopenblas0`),
 //! not linked, so a machine without it still runs, on candle's own kernels; `RADCLIP_BLAS=off` forces
-//! that. Training takes it too: the linear op's backward is two more OpenBLAS products.
+//! that, and `RADCLIP_BLAS=<file or path>` loads another CBLAS instead (Intel MKL was faster still on
+//! small products). Training takes it too: the linear op's backward is two more products.
 
 use std::ffi::{c_char, c_int};
 use std::sync::OnceLock;
@@ -229,7 +230,8 @@ fn blas() -> Option<&'static Blas> {
     BLAS.get_or_init(load).as_ref()
 }
 
-/// The OpenBLAS kernel family in use, or `None` when candle's kernels are.
+/// The library in use ("OpenBLAS SkylakeX", or the file `RADCLIP_BLAS` named), or `None` when
+/// candle's kernels are.
 pub fn active() -> Option<&'static str> {
     blas().map(|b| b.core.as_str())
 }
