@@ -21,6 +21,21 @@ pub fn select(want: &str) -> (Device, Option<String>) {
     }
 }
 
+/// Where a model runs, for the user: "the CPU" or "NVIDIA GPU 0"; with, for the CPU, the library
+/// serving its matrix products ("OpenBLAS SkylakeX", or candle's own kernels).
+pub fn describe(device: &Device) -> (String, String) {
+    match device {
+        Device::Cpu => (
+            "the CPU".into(),
+            crate::blas::active()
+                .map(|b| format!("matrix products on {b}"))
+                .unwrap_or_else(|| "matrix products on candle's kernels".into()),
+        ),
+        Device::Cuda(_) => ("NVIDIA GPU 0".into(), "candle's CUDA kernels".into()),
+        Device::Metal(_) => ("the Metal GPU".into(), "candle's Metal kernels".into()),
+    }
+}
+
 #[cfg(feature = "cuda")]
 fn cuda() -> Result<Device, String> {
     // With cudarc's dynamic loading, a machine without libcuda panics inside new_cuda instead of erring.

@@ -23,6 +23,14 @@ mod train;
 struct Cli {
     /// A DICOM file, a folder or a DICOMDIR to open in the viewer (default: the bundled demo study).
     path: Option<PathBuf>,
+    /// The viewer's AI model: a model folder (Hugging Face CLIPModel or open_clip layout), a cache
+    /// entry, or org/name in the local HF cache (default: the bundled demo model).
+    #[arg(long, value_name = "MODEL")]
+    model: Option<String>,
+    /// Where the viewer's AI model runs: cpu, cuda or auto (a GPU when this build and machine have
+    /// one, else the CPU).
+    #[arg(long, default_value = "auto", value_name = "DEVICE")]
+    device: String,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -470,16 +478,28 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     v
                 }
             };
-            radclip_viewer::run(paths, model_label(), ai_setup())
-                .map_err(|e| anyhow::anyhow!("the viewer stopped: {e}"))
+            let model = match &cli.model {
+                Some(spec) => Some(
+                    radclip_clip::hub::resolve(spec)
+                        .with_context(|| format!("the model {spec:?} was not found"))?,
+                ),
+                None => None,
+            };
+            radclip_viewer::run(
+                paths,
+                model_label(model.as_deref()),
+                ai_setup(model, cli.device),
+            )
+            .map_err(|e| anyhow::anyhow!("the viewer stopped: {e}"))
         }
     }
 }
 
-/// "AI: <name> — <intended use>" of the bundled model's card, when the model is there.
-fn model_label() -> Option<String> {
-    let dir = default_model();
-    if !dir.join("config.json").is_file() {
+/// "AI: <name> — <intended use>" of the model's card (the bundled model's unless `model` is given),
+/// when the model is there.
+fn model_label(model: Option<&Path>) -> Option<String> {
+    let dir = model.map_or_else(default_model, Path::to_path_buf);
+    if model.is_none() && !dir.join("config.json").is_file() {
         return None;
     }
     let card = radclip_clip::card::ModelCard::for_model(&dir).ok()?;
@@ -581,14 +601,20 @@ pub fn demo_cxr() -> Option<PathBuf> {
         .find(|p| p.is_dir())
 }
 
-/// The AI panel's model (the bundled demo model) and, for it, a library of archive reports: phantom
-/// studies of the training seed the model never saw (indices past its training set), as a hospital
-/// archive would hold. `None` when the model is not there.
-fn ai_setup() -> Option<radclip_viewer::ai::AiSetup> {
-    let dir = default_model();
-    if !dir.join("config.json").is_file() {
-        return None;
-    }
+/// The AI panel's model (`--model`, else the bundled demo model) on `device`, and, for the demo model, a
+/// library of archive reports: phantom studies of the training seed the model never saw (indices past
+/// its training set), as a hospital archive would hold. `None` when the bundled model is not there.
+fn ai_setup(model: Option<PathBuf>, device: String) -> Option<radclip_viewer::ai::AiSetup> {
+    let dir = match model {
+        Some(dir) => dir,
+        None => {
+            let dir = default_model();
+            if !dir.join("config.json").is_file() {
+                return None;
+            }
+            dir
+        }
+    };
     let demo = dir.file_name().is_some_and(|n| n == "radclip-demo");
     let library: Option<Box<dyn FnOnce() -> Vec<radclip_viewer::ai::LibraryReport> + Send>> = demo
         .then(|| {
@@ -608,7 +634,7 @@ fn ai_setup() -> Option<radclip_viewer::ai::AiSetup> {
         });
     Some(radclip_viewer::ai::AiSetup {
         model: dir.display().to_string(),
-        device: "cpu".into(),
+        device,
         library,
     })
 }

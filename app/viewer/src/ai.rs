@@ -67,6 +67,10 @@ pub enum AiEvent {
         name: String,
         intended_use: String,
         modalities: Vec<String>,
+        /// Where it runs ("the CPU"), and the detail shown on hover (its matrix-product library).
+        device: (String, String),
+        /// Why the device asked for is not the one used, if it is not.
+        device_note: Option<String>,
         /// Per finding, the prompt a click on it maps.
         findings: Vec<(String, String)>,
     },
@@ -172,7 +176,7 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
         let _ = events.send(e);
         wake();
     };
-    let (device, _note) = radclip_clip::device::select(&setup.device);
+    let (device, device_note) = radclip_clip::device::select(&setup.device);
     let loaded = Engine::load(&setup.model, &device).and_then(|engine| {
         let list = FindingList::for_engine(&engine)?;
         let prompts = PromptSet::new(&engine, &list)?;
@@ -191,6 +195,8 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
         name: engine.card.name.clone().unwrap_or_else(|| "model".into()),
         intended_use: engine.card.intended_use.clone(),
         modalities: engine.card.modalities.clone(),
+        device: radclip_clip::device::describe(&device),
+        device_note,
         findings: list
             .finding
             .iter()

@@ -16,8 +16,18 @@ pub enum ModelStatus {
         name: String,
         intended_use: String,
         modalities: Vec<String>,
+        device: (String, String),
+        device_note: Option<String>,
     },
     Failed(String),
+}
+
+/// A clause as a sentence's start ("no usable NVIDIA GPU…" → "No usable NVIDIA GPU…").
+fn cap_first(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,12 +115,16 @@ impl AiPanel {
                     name,
                     intended_use,
                     modalities,
+                    device,
+                    device_note,
                     findings,
                 } => {
                     self.status = ModelStatus::Ready {
                         name,
                         intended_use,
                         modalities,
+                        device,
+                        device_note,
                     };
                     self.findings = findings;
                 }
@@ -271,11 +285,19 @@ impl AiPanel {
                 name,
                 intended_use,
                 modalities,
+                device,
+                device_note,
             } => {
                 ui.heading(format!("AI: {name}"));
                 ui.label(egui::RichText::new(intended_use).color(warn));
                 if !modalities.is_empty() {
                     ui.small(format!("Reads {} images.", modalities.join("/")));
+                }
+                // The library detail differs between machines, so it is on hover, not in snapshots.
+                ui.small(format!("Runs on {}.", device.0))
+                    .on_hover_text(&device.1);
+                if let Some(note) = device_note {
+                    ui.colored_label(warn, format!("{}.", cap_first(note)));
                 }
             }
         }

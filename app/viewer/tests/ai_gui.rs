@@ -60,14 +60,18 @@ fn demo_setup(reports: u64) -> AiSetup {
 }
 
 fn harness() -> Harness<'static, ViewerApp> {
+    // A small archive of phantom reports.
+    harness_with(demo_setup(300))
+}
+
+fn harness_with(setup: AiSetup) -> Harness<'static, ViewerApp> {
     let ctx = egui::Context::default();
     let mut app = ViewerApp::new(&ctx, None).unwrap();
     app.open_all(
         &ctx,
         vec![root().join("assets/demo-cxr"), root().join("assets/demo")],
     );
-    // A small archive of phantom reports.
-    app.enable_ai(&ctx, demo_setup(300));
+    app.enable_ai(&ctx, setup);
     Harness::builder()
         .with_size(vec2(1280.0, 800.0))
         .wgpu()
@@ -113,6 +117,7 @@ fn ai_panel_reads_the_demo_radiographs() {
     let ai = h.state().ai.as_ref().unwrap();
     assert!(matches!(ai.status, ModelStatus::Ready { .. }));
     h.get_by_label_contains("not for clinical use");
+    h.get_by_label("Runs on the CPU.");
 
     // The four demo studies: each positive study's top finding is its true finding, called present;
     // the normal study has no finding called present.
@@ -241,4 +246,20 @@ fn findings_do_not_wait_for_the_report_library() {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(order, ["findings", "library", "similar"]);
+}
+
+/// A device the user asked for and cannot have is said in the panel, in a sentence, and the model
+/// runs on the CPU instead.
+#[test]
+fn a_device_that_cannot_be_had_is_said_in_the_panel() {
+    let mut setup = demo_setup(0);
+    setup.device = "tpu".into();
+    setup.library = None;
+    let mut h = harness_with(setup);
+    step_until(&mut h, "the model", |a| {
+        a.ai.as_ref()
+            .is_some_and(|ai| matches!(ai.status, ModelStatus::Ready { .. }))
+    });
+    h.get_by_label("Runs on the CPU.");
+    h.get_by_label_contains("Unknown device \"tpu\" (cpu, cuda, auto); running on the CPU.");
 }
