@@ -70,8 +70,10 @@ fn export_writes_a_windowed_png() {
 
 #[test]
 fn errors_are_one_sentence_without_panic() {
-    let cases: [&[&str]; 3] = [
+    let cases: [&[&str]; 4] = [
         &["info", "/nonexistent/radclip-test"],
+        // The viewer's model is resolved before any window opens.
+        &["--model", "/nonexistent/radclip-model"],
         &[
             "export",
             "/nonexistent/x.dcm",
@@ -99,6 +101,15 @@ fn errors_are_one_sentence_without_panic() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("frame 3 is out of range"));
+    // Said of the model, not of a viewer that could not start.
+    let out = bin()
+        .args(["--model", "/nonexistent/radclip-model"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the model \"/nonexistent/radclip-model\" was not found")
+    );
 }
 
 #[test]
