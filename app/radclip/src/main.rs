@@ -317,8 +317,9 @@ fn main() -> ExitCode {
     // batches and its throughput was measured with the pool.
     if !matches!(cli.command, Some(Command::Train { .. })) {
         radclip_clip::blas::prefer_one_elementwise_thread();
-        // An encoder frees and allocates activations of up to ~20 MB per layer (B/16, batch 8): kept
-        // in the heap they are not page-faulted in anew each time (B/16 image encode 12–20 % faster).
+        // An encoder frees and allocates activations of up to ~20 MB per layer (B/16, batch 8), under
+        // the 32 MB threshold: kept in the heap they are not page-faulted in anew each time (B/16
+        // image encode 12–20 % faster).
         keep_freed_memory(32 << 20, 256 << 20);
     }
     match run(cli) {
@@ -331,9 +332,8 @@ fn main() -> ExitCode {
 }
 
 /// glibc hands freed buffers above its mmap threshold back to the OS at once, so the next buffer of
-/// that size is page-faulted in again. Raising the threshold (buffers below it come from the heap;
-/// glibc refuses more than 32 MB on 64-bit) and the trim threshold (free heap kept up to that size)
-/// keeps them.
+/// that size is page-faulted in again. Raising the threshold (buffers below it come from the heap)
+/// and the trim threshold (free heap kept up to that size) keeps them.
 fn keep_freed_memory(mmap_threshold: i32, trim_threshold: i32) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator tuning parameters; it is called before other threads
@@ -478,31 +478,26 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     v
                 }
             };
+            // The AI panel's model: the one asked for (which must exist), else the bundled one if
+            // it is there.
             let model = match &cli.model {
                 Some(spec) => Some(
                     radclip_clip::hub::resolve(spec)
                         .with_context(|| format!("the model {spec:?} was not found"))?,
                 ),
-                None => None,
+                None => Some(default_model()).filter(|d| d.join("config.json").is_file()),
             };
-            radclip_viewer::run(
-                paths,
-                model_label(model.as_deref()),
-                ai_setup(model, cli.device),
-            )
-            .map_err(|e| anyhow::anyhow!("the viewer stopped: {e}"))
+            let label = model.as_deref().and_then(model_label);
+            let setup = model.map(|dir| ai_setup(dir, cli.device));
+            radclip_viewer::run(paths, label, setup)
+                .map_err(|e| anyhow::anyhow!("the viewer stopped: {e}"))
         }
     }
 }
 
-/// "AI: <name> — <intended use>" of the model's card (the bundled model's unless `model` is given),
-/// when the model is there.
-fn model_label(model: Option<&Path>) -> Option<String> {
-    let dir = model.map_or_else(default_model, Path::to_path_buf);
-    if model.is_none() && !dir.join("config.json").is_file() {
-        return None;
-    }
-    let card = radclip_clip::card::ModelCard::for_model(&dir).ok()?;
+/// "AI: <name> — <intended use>" of the card of the model in `dir`.
+fn model_label(dir: &Path) -> Option<String> {
+    let card = radclip_clip::card::ModelCard::for_model(dir).ok()?;
     let name = card.name.clone().unwrap_or_else(|| "model".into());
     Some(format!("AI: {name} — {}", card.intended_use))
 }
@@ -601,20 +596,10 @@ pub fn demo_cxr() -> Option<PathBuf> {
         .find(|p| p.is_dir())
 }
 
-/// The AI panel's model (`--model`, else the bundled demo model) on `device`, and, for the demo model, a
-/// library of archive reports: phantom studies of the training seed the model never saw (indices past
-/// its training set), as a hospital archive would hold. `None` when the bundled model is not there.
-fn ai_setup(model: Option<PathBuf>, device: String) -> Option<radclip_viewer::ai::AiSetup> {
-    let dir = match model {
-        Some(dir) => dir,
-        None => {
-            let dir = default_model();
-            if !dir.join("config.json").is_file() {
-                return None;
-            }
-            dir
-        }
-    };
+/// The AI panel's model in `dir` on `device`, and, for the demo model, a library of archive reports:
+/// phantom studies of the training seed the model never saw (indices past its training set), as a
+/// hospital archive would hold.
+fn ai_setup(dir: PathBuf, device: String) -> radclip_viewer::ai::AiSetup {
     let demo = dir.file_name().is_some_and(|n| n == "radclip-demo");
     let library: Option<Box<dyn FnOnce() -> Vec<radclip_viewer::ai::LibraryReport> + Send>> = demo
         .then(|| {
@@ -632,11 +617,11 @@ fn ai_setup(model: Option<PathBuf>, device: String) -> Option<radclip_viewer::ai
                     .collect()
             }) as Box<dyn FnOnce() -> Vec<_> + Send>
         });
-    Some(radclip_viewer::ai::AiSetup {
+    radclip_viewer::ai::AiSetup {
         model: dir.display().to_string(),
         device,
         library,
-    })
+    }
 }
 
 /// Demo report library: phantom seed 1 from this index on (training used 0–11,999).
