@@ -99,18 +99,22 @@ const FALLBACK_CORES: &[&str] = &[
     "nehalem",
 ];
 
-/// The libraries to try, in order: `RADCLIP_BLAS` names one (a file name on the library path or a
-/// path, e.g. MKL's `libmkl_rt.so` from PyPI's `mkl` wheel), `off` none; by default Debian's OpenBLAS.
-fn candidates() -> Vec<std::ffi::OsString> {
+/// The libraries to try, in order, and whether the user named them: `RADCLIP_BLAS` names one (a file
+/// name on the library path or a path, e.g. MKL's `libmkl_rt.so` from PyPI's `mkl` wheel), `off` none;
+/// by default Debian's OpenBLAS.
+fn candidates() -> (Vec<std::ffi::OsString>, bool) {
     match std::env::var_os("RADCLIP_BLAS") {
-        Some(v) if v.eq_ignore_ascii_case("off") => Vec::new(),
-        Some(v) if !v.is_empty() => vec![v],
-        _ => vec!["libopenblas.so.0".into(), "libopenblas.so".into()],
+        Some(v) if v.eq_ignore_ascii_case("off") => (Vec::new(), false),
+        Some(v) if !v.is_empty() => (vec![v], true),
+        _ => (
+            vec!["libopenblas.so.0".into(), "libopenblas.so".into()],
+            false,
+        ),
     }
 }
 
 fn load() -> Option<Blas> {
-    let names = candidates();
+    let (names, named) = candidates();
     // SAFETY: loading a shared library runs its initialisers; a CBLAS's only set up its thread pool
     // and kernel table.
     let Some((name, lib)) = names.iter().find_map(|name| {
@@ -118,7 +122,7 @@ fn load() -> Option<Blas> {
             .ok()
             .map(|lib| (name.to_string_lossy().into_owned(), lib))
     }) else {
-        if std::env::var_os("RADCLIP_BLAS").is_some_and(|v| !v.eq_ignore_ascii_case("off")) {
+        if named {
             tracing::warn!(
                 "RADCLIP_BLAS names a library that does not load; using candle's kernels"
             );

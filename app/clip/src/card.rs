@@ -49,6 +49,9 @@ pub struct ZeroShotCard {
     pub temperature: f64,
     /// Findings list, relative to the model folder.
     pub findings: Option<PathBuf>,
+    /// Reference image features (`radclip reference`), relative to the model folder: single prompt
+    /// pairs are put on their finding's scale over these images (zeroshot.rs). None: raw pairs.
+    pub reference: Option<PathBuf>,
 }
 
 impl Default for ZeroShotCard {
@@ -56,6 +59,7 @@ impl Default for ZeroShotCard {
         ZeroShotCard {
             temperature: 1.0,
             findings: None,
+            reference: None,
         }
     }
 }

@@ -21,19 +21,28 @@ pub fn select(want: &str) -> (Device, Option<String>) {
     }
 }
 
-/// Where a model runs, for the user: "the CPU" or "NVIDIA GPU 0"; with, for the CPU, the library
-/// serving its matrix products ("OpenBLAS SkylakeX", or candle's own kernels).
-pub fn describe(device: &Device) -> (String, String) {
-    match device {
+/// Where a model runs, in words for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunsOn {
+    /// "the CPU" or "NVIDIA GPU 0".
+    pub place: String,
+    /// What serves its matrix products ("matrix products on OpenBLAS SkylakeX", candle's kernels…).
+    pub kernels: String,
+}
+
+/// Where a model on `device` runs; for the CPU, with the library serving its matrix products.
+pub fn describe(device: &Device) -> RunsOn {
+    let (place, kernels) = match device {
         Device::Cpu => (
-            "the CPU".into(),
+            "the CPU".to_string(),
             crate::blas::active()
                 .map(|b| format!("matrix products on {b}"))
                 .unwrap_or_else(|| "matrix products on candle's kernels".into()),
         ),
         Device::Cuda(_) => ("NVIDIA GPU 0".into(), "candle's CUDA kernels".into()),
         Device::Metal(_) => ("the Metal GPU".into(), "candle's Metal kernels".into()),
-    }
+    };
+    RunsOn { place, kernels }
 }
 
 #[cfg(feature = "cuda")]

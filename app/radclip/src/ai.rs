@@ -126,6 +126,53 @@ pub fn embed(m: &ModelArgs, a: EmbedArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `radclip reference`: the image features of the given images (folders searched), written as a
+/// reference set. Files that are not images (reports, segmentations) are skipped and counted.
+pub fn reference(
+    m: &ModelArgs,
+    inputs: &[PathBuf],
+    out: &Path,
+    frame: u32,
+    batch_size: usize,
+) -> anyhow::Result<()> {
+    let mut files = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            files.extend(files_under(input)?);
+        } else if input.is_file() {
+            files.push(input.clone());
+        } else {
+            bail!("{} is not a file or folder", input.display());
+        }
+    }
+    let engine = load_engine(m)?;
+    let mut prepared = Vec::new();
+    let mut skipped = 0usize;
+    for f in &files {
+        match engine.prepare_file(f, frame) {
+            Ok(p) => prepared.push(p),
+            Err(_) => skipped += 1,
+        }
+    }
+    if prepared.len() < 2 {
+        bail!(
+            "a reference set needs two or more images; {} found",
+            prepared.len()
+        );
+    }
+    let refs: Vec<&Prepared> = prepared.iter().collect();
+    let feats = rows(&engine.encode_images(&refs, batch_size)?)?;
+    let set = zeroshot::Reference::from_features(&feats)?;
+    set.save(out)?;
+    eprintln!(
+        "radclip: wrote {} reference image features to {} ({skipped} files that are not images skipped); \
+         name the file as `reference` under [zero_shot] in the model's radclip.toml",
+        set.len(),
+        out.display()
+    );
+    Ok(())
+}
+
 pub fn zero_shot(
     m: &ModelArgs,
     file: &Path,
@@ -148,7 +195,9 @@ pub fn zero_shot(
         println!(
             "{}",
             serde_json::json!({"path": file.display().to_string(), "intended_use": engine.card.intended_use,
-                "temperature": engine.card.zero_shot.temperature, "findings": scores})
+                "temperature": engine.card.zero_shot.temperature,
+                "reference": engine.card.zero_shot.reference.as_ref().map(|r| r.display().to_string()),
+                "findings": scores})
         );
     } else {
         println!("{} ({})", file.display(), engine.card.intended_use);

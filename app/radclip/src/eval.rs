@@ -140,6 +140,38 @@ struct MethodScore {
     maps: usize,
 }
 
+/// Per image, the range of the five pairs' probabilities (mean and 90th percentile over images); per
+/// pair, its mean probability and AUROC: whether a pair that sits apart still ranks the images alike.
+fn paraphrase_stats(
+    pairs: &[(&str, &str)],
+    probs: &[Vec<f64>],
+    labels: &[bool],
+) -> serde_json::Value {
+    let n = probs.first().map_or(0, Vec::len);
+    let mut ranges: Vec<f64> = (0..n)
+        .map(|i| {
+            let ps = probs.iter().map(|p| p[i]);
+            ps.clone().fold(f64::MIN, f64::max) - ps.fold(f64::MAX, f64::min)
+        })
+        .collect();
+    ranges.sort_by(f64::total_cmp);
+    let mean = ranges.iter().sum::<f64>() / ranges.len().max(1) as f64;
+    let p90 = ranges.get(ranges.len() * 9 / 10).copied().unwrap_or(0.0);
+    let per_pair: Vec<serde_json::Value> = pairs
+        .iter()
+        .zip(probs)
+        .map(|((pos, neg), ps)| {
+            serde_json::json!({
+                "positive": pos,
+                "negative": neg,
+                "mean_probability": ps.iter().sum::<f64>() / ps.len().max(1) as f64,
+                "auroc": auroc(ps, labels),
+            })
+        })
+        .collect();
+    serde_json::json!({"mean": mean, "p90": p90, "pairs": per_pair})
+}
+
 pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let engine = crate::ai::load_engine(&args.model)?;
     let list = FindingList::for_engine(&engine)?;
@@ -217,7 +249,11 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let imgs: Vec<Vec<f32>> = radclip_clip::model::l2_normalize(&feats)?
         .to_dtype(DType::F32)?
         .to_vec2()?;
+    // With a reference set on the card, the same pairs as the zero-shot command scores them: each on
+    // its finding's scale over the reference images (zeroshot.rs).
+    let prompts = radclip_clip::zeroshot::PromptSet::new(&engine, &list)?;
     let mut spread = BTreeMap::new();
+    let mut spread_calibrated = BTreeMap::new();
     for k in Kind::ALL {
         let pairs = radclip_phantom::report::held_out_paraphrases(k);
         let texts: Vec<&str> = pairs.iter().flat_map(|(p, n)| [*p, *n]).collect();
@@ -226,22 +262,37 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             .to_vec2()?;
         let dot =
             |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| f64::from(x * y)).sum::<f64>();
-        let mut ranges = Vec::new();
-        for img in &imgs {
-            let ps: Vec<f64> = (0..5)
+        let sigmoid = |m: f64| 1.0 / (1.0 + (-scale * m / fitted).exp());
+        let labels: Vec<bool> = set.iter().map(|r| r.truth.case.has(k)).collect();
+        let raw: Vec<Vec<f64>> = (0..pairs.len())
+            .map(|j| {
+                imgs.iter()
+                    .map(|img| sigmoid(dot(img, &tf[2 * j]) - dot(img, &tf[2 * j + 1])))
+                    .collect()
+            })
+            .collect();
+        spread.insert(
+            k.name().to_string(),
+            paraphrase_stats(&pairs, &raw, &labels),
+        );
+        let list_name = list
+            .finding
+            .iter()
+            .zip(&kinds)
+            .find(|(_, kind)| **kind == Some(k))
+            .map(|(f, _)| f.name.as_str());
+        if let (true, Some(name)) = (prompts.has_reference(), list_name) {
+            let calibrated: Option<Vec<Vec<f64>>> = (0..pairs.len())
                 .map(|j| {
-                    let zz = scale * (dot(img, &tf[2 * j]) - dot(img, &tf[2 * j + 1])) / fitted;
-                    1.0 / (1.0 + (-zz).exp())
+                    let pair = prompts.pair_for(name, &tf[2 * j], &tf[2 * j + 1])?;
+                    Some(imgs.iter().map(|img| sigmoid(pair.margin(img))).collect())
                 })
                 .collect();
-            let hi = ps.iter().copied().fold(f64::MIN, f64::max);
-            let lo = ps.iter().copied().fold(f64::MAX, f64::min);
-            ranges.push(hi - lo);
+            if let Some(c) = calibrated {
+                spread_calibrated
+                    .insert(k.name().to_string(), paraphrase_stats(&pairs, &c, &labels));
+            }
         }
-        ranges.sort_by(f64::total_cmp);
-        let mean = ranges.iter().sum::<f64>() / ranges.len().max(1) as f64;
-        let p90 = ranges.get(ranges.len() * 9 / 10).copied().unwrap_or(0.0);
-        spread.insert(k.name().to_string(), (mean, p90));
     }
 
     // Retrieval: each image's top 5 among the other studies' reports (findings sections).
@@ -405,15 +456,13 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             "calibration_set": {"seed": args.calibration_seed, "studies": args.calibration_count},
         }),
     );
-    report.insert(
-        "paraphrase_range".into(),
-        serde_json::to_value(
-            spread
-                .iter()
-                .map(|(k, (m, p))| (k.clone(), serde_json::json!({"mean": m, "p90": p})))
-                .collect::<BTreeMap<_, _>>(),
-        )?,
-    );
+    report.insert("paraphrase_range".into(), serde_json::to_value(&spread)?);
+    if !spread_calibrated.is_empty() {
+        report.insert(
+            "paraphrase_range_reference_calibrated".into(),
+            serde_json::to_value(&spread_calibrated)?,
+        );
+    }
     report.insert("retrieval_recall_at_5".into(), recall5.into());
     report.insert("heatmaps".into(), serde_json::to_value(&methods)?);
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(report)).context("json")?;

@@ -115,6 +115,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Embed unlabelled images of a model's domain (DICOM, PNG, JPEG) as its reference set:
+    /// named as `reference` under [zero_shot] in the model's radclip.toml, it puts every single prompt
+    /// pair on its finding's scale, so paraphrases of a prompt differ only where they rank images apart.
+    Reference {
+        /// Image files or folders of them (searched recursively).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[command(flatten)]
+        model: ModelOpt,
+        /// The reference file to write (safetensors).
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        frame: u32,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+    },
     /// Convert an OpenAI-format CLIP checkpoint (OpenAI, CheXzero: .pt state dict or .safetensors) into the
     /// Hugging Face layout radclip loads. The .pt file is read without running any code from it.
     ConvertOpenai {
@@ -379,6 +396,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             frame,
             json,
         }) => ai::zero_shot(&model.args(), &file, frame, findings.as_deref(), json),
+        Some(Command::Reference {
+            inputs,
+            model,
+            out,
+            frame,
+            batch_size,
+        }) => ai::reference(&model.args(), &inputs, &out, frame, batch_size),
         Some(Command::Heatmap {
             file,
             model,

@@ -286,3 +286,130 @@ fn a_missing_or_broken_model_is_one_sentence() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+/// `radclip reference` on phantom radiographs, then zero-shot with and without it on the demo model:
+/// the ensemble's probabilities stay as they were, the single pairs move onto its scale, and a broken
+/// reference file is one sentence naming it.
+#[test]
+fn a_reference_set_calibrates_single_pairs_only() {
+    let tmp = tempfile::tempdir().unwrap();
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/radclip-demo");
+    let m = tmp.path().join("model");
+    std::fs::create_dir(&m).unwrap();
+    for f in ["config.json", "model.safetensors", "findings.toml"] {
+        std::fs::copy(demo.join(f), m.join(f)).unwrap();
+    }
+    let card = std::fs::read_to_string(demo.join("radclip.toml")).unwrap();
+    let raw_card: String = card
+        .lines()
+        .filter(|l| !l.starts_with("reference"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(m.join("radclip.toml"), &raw_card).unwrap();
+
+    let ph = tmp.path().join("ph");
+    let out = bin()
+        .args(["phantom", "cxr", "--seed", "7", "--count", "24", "--out"])
+        .arg(&ph)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut images: Vec<PathBuf> = std::fs::read_dir(&ph)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("image.dcm"))
+        .filter(|p| p.is_file())
+        .collect();
+    images.sort();
+    assert_eq!(images.len(), 24);
+    let out = bin()
+        .arg("reference")
+        .args(&images)
+        .args(["--model"])
+        .arg(&m)
+        .args(["--out"])
+        .arg(m.join("ref.safetensors"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("wrote 24 reference image features"), "{err}");
+
+    let zero_shot = || {
+        let out = bin()
+            .args(["zero-shot", "--json", "--model"])
+            .arg(&m)
+            .arg(&images[0])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let raw = zero_shot();
+    assert!(raw["reference"].is_null());
+    std::fs::write(
+        m.join("radclip.toml"),
+        raw_card.replace(
+            "findings = \"findings.toml\"",
+            "findings = \"findings.toml\"\nreference = \"ref.safetensors\"",
+        ),
+    )
+    .unwrap();
+    let cal = zero_shot();
+    assert_eq!(cal["reference"], "ref.safetensors");
+    let (a, b) = (
+        raw["findings"].as_array().unwrap(),
+        cal["findings"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), 6);
+    let mut moved = 0.0f64;
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["name"], y["name"]);
+        let (px, py) = (
+            x["probability"].as_f64().unwrap(),
+            y["probability"].as_f64().unwrap(),
+        );
+        assert!((px - py).abs() < 1e-9, "{}: {px} vs {py}", x["name"]);
+        moved = moved.max(max_diff(
+            &vec_of(&x["pair_probabilities"]),
+            &vec_of(&y["pair_probabilities"]),
+        ));
+    }
+    assert!(moved > 1e-3, "no single pair moved ({moved})");
+
+    // A truncated reference file: one sentence naming it, no panic.
+    let bytes = std::fs::read(m.join("ref.safetensors")).unwrap();
+    std::fs::write(m.join("ref.safetensors"), &bytes[..bytes.len() / 3]).unwrap();
+    let out = bin()
+        .args(["zero-shot", "--model"])
+        .arg(&m)
+        .arg(&images[0])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("ref.safetensors") && err.contains("not a readable reference file"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+
+    // Nothing to embed: one sentence.
+    let out = bin()
+        .arg("reference")
+        .arg(images[0].with_file_name("report.txt"))
+        .args(["--model"])
+        .arg(&m)
+        .args(["--out"])
+        .arg(tmp.path().join("none.safetensors"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("two or more images"), "{err}");
+    assert!(!tmp.path().join("none.safetensors").exists());
+}

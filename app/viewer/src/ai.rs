@@ -68,7 +68,7 @@ pub enum AiEvent {
         intended_use: String,
         modalities: Vec<String>,
         /// Where it runs ("the CPU"), and the detail shown on hover (its matrix-product library).
-        device: (String, String),
+        device: radclip_clip::device::RunsOn,
         /// Why the device asked for is not the one used, if it is not.
         device_note: Option<String>,
         /// Per finding, the prompt a click on it maps.

@@ -16,7 +16,7 @@ pub enum ModelStatus {
         name: String,
         intended_use: String,
         modalities: Vec<String>,
-        device: (String, String),
+        device: radclip_clip::device::RunsOn,
         device_note: Option<String>,
     },
     Failed(String),
@@ -294,8 +294,8 @@ impl AiPanel {
                     ui.small(format!("Reads {} images.", modalities.join("/")));
                 }
                 // The library detail differs between machines, so it is on hover, not in snapshots.
-                ui.small(format!("Runs on {}.", device.0))
-                    .on_hover_text(&device.1);
+                ui.small(format!("Runs on {}.", device.place))
+                    .on_hover_text(&device.kernels);
                 if let Some(note) = device_note {
                     ui.colored_label(warn, format!("{}.", cap_first(note)));
                 }
