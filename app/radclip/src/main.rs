@@ -178,6 +178,9 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
+        /// Input side in pixels, a multiple of the 16-px patch (the demo model: 160).
+        #[arg(long, default_value_t = 160)]
+        image_size: usize,
     },
     /// Measure a model on held-out phantoms: zero-shot AUROC, calibration, paraphrase robustness, report
     /// retrieval and heatmap localisation (JSON on stdout).
@@ -473,6 +476,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             steps,
             batch,
             lr,
+            image_size,
         }) => train::train(&train::TrainArgs {
             out,
             seed,
@@ -480,6 +484,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             steps,
             batch,
             lr,
+            image_size,
         }),
         Some(Command::Bench { what }) => match what {
             BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),

@@ -34,6 +34,8 @@ pub struct TrainArgs {
     pub steps: usize,
     pub batch: usize,
     pub lr: f64,
+    /// Input side in pixels (a multiple of the 16-px patch); the demo model's is 160.
+    pub image_size: usize,
 }
 
 /// The demo model's shape: small enough to train on two CPU cores within the hour.
@@ -258,7 +260,14 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
         bail!("need a batch of at least 2, at least one step and at least one batch of images");
     }
     let dev = Device::Cpu;
-    let config = demo_config();
+    let mut config = demo_config();
+    if args.image_size == 0 || !args.image_size.is_multiple_of(config.vision.patch_size) {
+        bail!(
+            "--image-size must be a positive multiple of the {}-pixel patch",
+            config.vision.patch_size
+        );
+    }
+    config.vision.image_size = args.image_size;
     let side = config.vision.image_size;
     let grid = config.vision.grid();
     let tok = ClipTokenizer::openai(config.text.max_position_embeddings);
@@ -494,13 +503,15 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
 fn write_training_record(out: &Path, args: &TrainArgs, minutes: f64) -> anyhow::Result<()> {
     let rec = serde_json::json!({
         "command": format!(
-            "radclip train --out {} --seed {} --images {} --steps {} --batch {} --lr {}",
-            out.display(), args.seed, args.images, args.steps, args.batch, args.lr
+            "radclip train --out {} --seed {} --images {} --steps {} --batch {} --lr {}{}",
+            out.display(), args.seed, args.images, args.steps, args.batch, args.lr,
+            if args.image_size == 160 { String::new() } else { format!(" --image-size {}", args.image_size) }
         ),
         "seed": args.seed,
         "images": args.images,
         "steps": args.steps,
         "batch": args.batch,
+        "image_size": args.image_size,
         "lr": args.lr,
         "minutes": (minutes * 10.0).round() / 10.0,
         "phantom_generator_version": radclip_phantom::GENERATOR_VERSION,

@@ -70,8 +70,16 @@ fn export_writes_a_windowed_png() {
 
 #[test]
 fn errors_are_one_sentence_without_panic() {
-    let cases: [&[&str]; 4] = [
+    let cases: [&[&str]; 5] = [
         &["info", "/nonexistent/radclip-test"],
+        // Checked before any phantom is rendered or anything written.
+        &[
+            "train",
+            "--out",
+            "/tmp/radclip-never-model",
+            "--image-size",
+            "100",
+        ],
         // The viewer's model is resolved before any window opens.
         &["--model", "/nonexistent/radclip-model"],
         &[
@@ -101,6 +109,7 @@ fn errors_are_one_sentence_without_panic() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("frame 3 is out of range"));
+    assert!(!Path::new("/tmp/radclip-never-model").exists());
     // Said of the model, not of a viewer that could not start.
     let out = bin()
         .args(["--model", "/nonexistent/radclip-model"])
