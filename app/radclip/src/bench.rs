@@ -354,13 +354,65 @@ pub fn open(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A random-weight CLIP of OpenAI's ViT-B/32 or ViT-B/16 shape (quick_gelu, 224 px, text 512 × 12),
+/// written as a model folder in f32.
+pub fn make_model(shape: &str, out: &std::path::Path) -> anyhow::Result<()> {
+    use radclip_clip::config::Activation;
+    let patch = match shape {
+        "b32" => 32,
+        "b16" => 16,
+        other => anyhow::bail!("unknown shape \"{other}\" (b32, b16)"),
+    };
+    let mut config = crate::train::demo_config();
+    let (v, t) = (&mut config.vision, &mut config.text);
+    (
+        v.hidden_size,
+        v.intermediate_size,
+        v.num_hidden_layers,
+        v.num_attention_heads,
+    ) = (768, 3072, 12, 12);
+    (v.image_size, v.patch_size, v.hidden_act) = (224, patch, Activation::QuickGelu);
+    (
+        t.hidden_size,
+        t.intermediate_size,
+        t.num_hidden_layers,
+        t.num_attention_heads,
+    ) = (512, 2048, 12, 8);
+    t.hidden_act = Activation::QuickGelu;
+    config.projection_dim = 512;
+    let net = radclip_clip::train::Trainable::init(config, 7, None, &candle_core::Device::Cpu)?;
+    net.save(out, candle_core::DType::F32)?;
+    eprintln!(
+        "radclip: wrote a random ViT-{} CLIP to {}",
+        shape.to_uppercase(),
+        out.display()
+    );
+    Ok(())
+}
+
 /// CLIP encode and heatmap timings on a model folder (random weights of a real shape, made by
-/// `tests/fixtures/clip/bench_torch.py`, which times PyTorch on the same files).
-pub fn clip(model: &str, batches: &[usize], repeat: usize, only: &[String]) -> anyhow::Result<()> {
+/// `tests/fixtures/clip/bench_torch.py`, which times PyTorch on the same files, or `bench make-model`).
+/// Each timed encode reads its features back, so on a GPU the time includes the work queued.
+pub fn clip(
+    model: &str,
+    batches: &[usize],
+    repeat: usize,
+    only: &[String],
+    device: &str,
+) -> anyhow::Result<()> {
     let part = |p: &str| only.iter().any(|o| o == p);
     use radclip_clip::engine::Engine;
     use radclip_clip::heatmap::{EncodedImage, Method};
-    let engine = Engine::load(model, &candle_core::Device::Cpu)?;
+    let (dev, note) = radclip_clip::device::select(device);
+    if let Some(n) = note {
+        eprintln!("radclip: {n}");
+    }
+    let engine = Engine::load(model, &dev)?;
+    let on = radclip_clip::device::describe(&dev);
+    let sync = |t: candle_core::Tensor| -> anyhow::Result<()> {
+        std::hint::black_box(t.to_dtype(candle_core::DType::F32)?.to_vec2::<f32>()?);
+        Ok(())
+    };
     let s = engine.model.vision.config.image_size;
     let mut seed: u32 = 7;
     let mut rnd = move || {
@@ -386,14 +438,12 @@ pub fn clip(model: &str, batches: &[usize], repeat: usize, only: &[String]) -> a
         // Drawn whichever parts run, so the inputs are the same.
         let px: Vec<f32> = (0..b * 3 * s * s).map(|_| rnd()).collect();
         if part("image") {
-            let px = candle_core::Tensor::from_vec(px, (b, 3, s, s), &candle_core::Device::Cpu)?;
-            let ms = time(&mut || {
-                std::hint::black_box(engine.model.image_features(&px)?);
-                Ok(())
-            })?;
+            let px = candle_core::Tensor::from_vec(px, (b, 3, s, s), engine.model.device())?;
+            let ms = time(&mut || sync(engine.model.image_features(&px)?))?;
             println!(
                 "{}",
-                serde_json::json!({"bench": "clip_image", "model": name, "batch": b, "median_ms": ms})
+                serde_json::json!({"bench": "clip_image", "model": name, "batch": b, "median_ms": ms,
+                    "images_per_s": 1e3 * b as f64 / ms, "device": on.place, "kernels": on.kernels})
             );
         }
         if !part("text") {
@@ -403,13 +453,11 @@ pub fn clip(model: &str, batches: &[usize], repeat: usize, only: &[String]) -> a
             .map(|i| format!("small left pleural effusion with adjacent atelectasis, case {i}"))
             .collect();
         let batch = engine.tokenizer.batch(&texts)?;
-        let ms = time(&mut || {
-            std::hint::black_box(engine.model.text_features(&batch)?);
-            Ok(())
-        })?;
+        let ms = time(&mut || sync(engine.model.text_features(&batch)?))?;
         println!(
             "{}",
-            serde_json::json!({"bench": "clip_text", "model": name, "batch": b, "median_ms": ms, "tokens": batch.ids.first().map_or(0, Vec::len)})
+            serde_json::json!({"bench": "clip_text", "model": name, "batch": b, "median_ms": ms,
+                "tokens": batch.ids.first().map_or(0, Vec::len), "device": on.place})
         );
     }
     if !part("heatmap") {

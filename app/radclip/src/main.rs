@@ -291,6 +291,18 @@ enum BenchWhat {
         /// Time only these parts (image, text, heatmap), e.g. for a profile of one of them.
         #[arg(long, value_delimiter = ',', default_values_t = ["image".to_string(), "text".into(), "heatmap".into()])]
         only: Vec<String>,
+        /// cpu, cuda or auto (f16 on a GPU, as the engine loads it).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+    },
+    /// Write a random-weight model of a real CLIP shape (OpenAI's ViT-B/32 or ViT-B/16) for `bench clip`
+    /// where PyTorch cannot make one (the GPU machine).
+    MakeModel {
+        /// b32 or b16.
+        #[arg(long)]
+        shape: String,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// One window/level change on a SIZE² 16-bit image: the CPU side of the viewer's texture path; with
     /// --gpu also whole frames on a wgpu device, texture path against the GPU VOI path.
@@ -495,7 +507,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 batches,
                 repeat,
                 only,
-            } => bench::clip(&model, &batches, repeat, &only),
+                device,
+            } => bench::clip(&model, &batches, repeat, &only, &device),
+            BenchWhat::MakeModel { shape, out } => bench::make_model(&shape, &out),
         },
         None => {
             let paths = match cli.path {

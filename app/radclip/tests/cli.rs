@@ -70,7 +70,15 @@ fn export_writes_a_windowed_png() {
 
 #[test]
 fn errors_are_one_sentence_without_panic() {
-    let cases: [&[&str]; 5] = [
+    let cases: [&[&str]; 6] = [
+        &[
+            "bench",
+            "make-model",
+            "--shape",
+            "b99",
+            "--out",
+            "/tmp/radclip-never-bench",
+        ],
         &["info", "/nonexistent/radclip-test"],
         // Checked before any phantom is rendered or anything written.
         &[
@@ -110,6 +118,7 @@ fn errors_are_one_sentence_without_panic() {
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("frame 3 is out of range"));
     assert!(!Path::new("/tmp/radclip-never-model").exists());
+    assert!(!Path::new("/tmp/radclip-never-bench").exists());
     // Said of the model, not of a viewer that could not start.
     let out = bin()
         .args(["--model", "/nonexistent/radclip-model"])
