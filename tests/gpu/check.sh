@@ -2,8 +2,8 @@
 # The GPU checks, as one run on the GPU machine of the `device` tool (it has the NVIDIA driver and CUDA
 # 13 but no Rust): the `cuda` binary is built here (docs/cuda.md) and carried. From the repository root:
 #
-#   strip -o target/cuda-carry/radclip target/cuda/release/radclip      # (here; carry ≤ 64 MiB)
-#   device: bash tests/gpu/check.sh target/cuda-carry/radclip            # carry target/cuda-carry
+#   bash tests/gpu/build.sh                          # here: target/cuda-carry/radclip.gz (~24 MB)
+#   device: bash tests/gpu/check.sh                  # with carry ["target/cuda-carry"]
 #   then, here: python3 tests/gpu/compare.py <the fetched files' folder>
 #
 # Writes into $OUT: embeddings of the tiny Hugging Face reference model on the GPU (f16) and the CPU, the
@@ -12,9 +12,13 @@
 # one fails, so one call gives everything; ~3–5 minutes in all. REPEAT and BATCH_BIG shrink it for a dry
 # run on a CPU build (every step then says it runs on the CPU).
 set -u
-bin=${1:-target/cuda-carry/radclip}
+bin=${1:-target/cuda-carry/radclip.gz}
 out=${OUT:-/tmp/radclip-gpu}
 mkdir -p "$out"
+if [[ $bin == *.gz ]]; then
+  gunzip -c "$bin" >/tmp/radclip-cuda && chmod +x /tmp/radclip-cuda
+  bin=/tmp/radclip-cuda
+fi
 export LD_LIBRARY_PATH=/usr/local/cuda/lib64:/usr/local/cuda/targets/x86_64-linux/lib:${LD_LIBRARY_PATH:-}
 export RADCLIP_LOG=${RADCLIP_LOG:-info}
 step() { # name, command...
