@@ -178,6 +178,17 @@ fn window_level_frames(frame: &dicom::Frame, repeat: usize) -> anyhow::Result<()
         clip_rect: full,
         primitive: egui::epaint::Primitive::Mesh(mesh),
     }];
+    // egui's textured quad into the target, waited for.
+    let draw_quad = |renderer: &mut egui_wgpu::Renderer| -> anyhow::Result<()> {
+        let mut encoder = device.create_command_encoder(&Default::default());
+        let extra = renderer.update_buffers(device, queue, &mut encoder, &jobs, &screen);
+        run_pass(&mut encoder, &mut |pass| {
+            renderer.render(pass, &jobs, &screen)
+        });
+        queue.submit(extra.into_iter().chain([encoder.finish()]));
+        wait()?;
+        Ok(())
+    };
     let mut cpu_times = Vec::with_capacity(repeat);
     for i in 0..repeat.max(1) + 1 {
         let t = Instant::now();
@@ -188,13 +199,7 @@ fn window_level_frames(frame: &dicom::Frame, repeat: usize) -> anyhow::Result<()
         );
         let delta = egui::epaint::ImageDelta::full(img, egui::TextureOptions::LINEAR);
         renderer.update_texture(device, queue, tex, &delta);
-        let mut encoder = device.create_command_encoder(&Default::default());
-        let extra = renderer.update_buffers(device, queue, &mut encoder, &jobs, &screen);
-        run_pass(&mut encoder, &mut |pass| {
-            renderer.render(pass, &jobs, &screen)
-        });
-        queue.submit(extra.into_iter().chain([encoder.finish()]));
-        wait()?;
+        draw_quad(&mut renderer)?;
         // The first round allocates the texture; it is not a W/L change.
         if i > 0 {
             cpu_times.push(t.elapsed().as_secs_f64() * 1e3);
@@ -204,13 +209,7 @@ fn window_level_frames(frame: &dicom::Frame, repeat: usize) -> anyhow::Result<()
     let mut tex_redraw_times = Vec::with_capacity(repeat);
     for _ in 0..repeat.max(1) {
         let t = Instant::now();
-        let mut encoder = device.create_command_encoder(&Default::default());
-        let extra = renderer.update_buffers(device, queue, &mut encoder, &jobs, &screen);
-        run_pass(&mut encoder, &mut |pass| {
-            renderer.render(pass, &jobs, &screen)
-        });
-        queue.submit(extra.into_iter().chain([encoder.finish()]));
-        wait()?;
+        draw_quad(&mut renderer)?;
         tex_redraw_times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     drop(renderer);
@@ -228,6 +227,15 @@ fn window_level_frames(frame: &dicom::Frame, repeat: usize) -> anyhow::Result<()
     queue.submit([]);
     wait()?;
     let slice_ms = t.elapsed().as_secs_f64() * 1e3;
+    // The GPU path's image placed and drawn into the target, waited for.
+    let draw_image = |image: &GpuImage| -> anyhow::Result<()> {
+        image.place(queue, &pipeline, corners, [target_size as f32; 2]);
+        let mut encoder = device.create_command_encoder(&Default::default());
+        run_pass(&mut encoder, &mut |pass| image.draw(&pipeline, pass));
+        queue.submit([encoder.finish()]);
+        wait()?;
+        Ok(())
+    };
     let mut gpu_times = Vec::with_capacity(repeat);
     for i in 0..repeat.max(1) {
         let t = Instant::now();
@@ -236,11 +244,7 @@ fn window_level_frames(frame: &dicom::Frame, repeat: usize) -> anyhow::Result<()
             .map(|l| l.table)
             .unwrap_or_default();
         image.upload_table(queue, &GpuTable::new(table));
-        image.place(queue, &pipeline, corners, [target_size as f32; 2]);
-        let mut encoder = device.create_command_encoder(&Default::default());
-        run_pass(&mut encoder, &mut |pass| image.draw(&pipeline, pass));
-        queue.submit([encoder.finish()]);
-        wait()?;
+        draw_image(&image)?;
         gpu_times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     // The same draw with nothing changed: what any frame costs on this device (on a software
@@ -248,11 +252,7 @@ fn window_level_frames(frame: &dicom::Frame, repeat: usize) -> anyhow::Result<()
     let mut redraw_times = Vec::with_capacity(repeat);
     for _ in 0..repeat.max(1) {
         let t = Instant::now();
-        image.place(queue, &pipeline, corners, [target_size as f32; 2]);
-        let mut encoder = device.create_command_encoder(&Default::default());
-        run_pass(&mut encoder, &mut |pass| image.draw(&pipeline, pass));
-        queue.submit([encoder.finish()]);
-        wait()?;
+        draw_image(&image)?;
         redraw_times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let (cpu, gpu, redraw) = (median(cpu_times), median(gpu_times), median(redraw_times));

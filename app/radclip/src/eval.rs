@@ -17,7 +17,7 @@ use candle_core::{DType, Tensor};
 use radclip_clip::engine::Engine;
 use radclip_clip::heatmap::{EncodedImage, Method};
 use radclip_clip::preprocess::Rgb8;
-use radclip_clip::zeroshot::{self, FindingList};
+use radclip_clip::zeroshot::{FindingList, PromptSet};
 use radclip_phantom::{Kind, cxr_sample};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -83,9 +83,8 @@ pub fn ece(probs: &[f64], labels: &[bool], bins: usize) -> f64 {
 }
 
 /// The logits z (before temperature) of every finding of every image: probability = σ(z / T).
-fn logits(engine: &Engine, feats: &Tensor, list: &FindingList) -> anyhow::Result<Vec<Vec<f64>>> {
-    let scores = zeroshot::score(engine, feats, list)?;
-    let t = engine.card.zero_shot.temperature;
+fn logits(prompts: &PromptSet, feats: &Tensor, t: f64) -> anyhow::Result<Vec<Vec<f64>>> {
+    let scores = prompts.score(feats)?;
     Ok(scores
         .iter()
         .map(|row| {
@@ -185,8 +184,10 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         .map(|i| render(args.seed, i, args.size))
         .collect();
     let feats = encode(&engine, &set)?;
-    let z = logits(&engine, &feats, &list)?;
+    // Encoded once (prompts, and the card's reference set when it has one) for every measure below.
+    let prompts = PromptSet::new(&engine, &list)?;
     let t_card = engine.card.zero_shot.temperature;
+    let z = logits(&prompts, &feats, t_card)?;
 
     // Zero-shot AUROC and calibration.
     let mut report = serde_json::Map::new();
@@ -212,7 +213,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         .into_par_iter()
         .map(|i| render(args.calibration_seed, i, args.size))
         .collect();
-    let cz = logits(&engine, &encode(&engine, &cal)?, &list)?;
+    let cz = logits(&prompts, &encode(&engine, &cal)?, t_card)?;
     let mut cal_pairs = Vec::new();
     for (fi, _) in list.finding.iter().enumerate() {
         let Some(k) = kinds[fi] else { continue };
@@ -251,7 +252,6 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         .to_vec2()?;
     // With a reference set on the card, the same pairs as the zero-shot command scores them: each on
     // its finding's scale over the reference images (zeroshot.rs).
-    let prompts = radclip_clip::zeroshot::PromptSet::new(&engine, &list)?;
     let mut spread = BTreeMap::new();
     let mut spread_calibrated = BTreeMap::new();
     for k in Kind::ALL {

@@ -20,8 +20,13 @@ fn model() -> PathBuf {
 
 /// `radclip <args> --model <tiny model> --json <paths>`.
 fn json_command(args: &[&str], paths: &[&Path]) -> Command {
+    json_command_with(&model(), args, paths)
+}
+
+/// `radclip <args> --model <model> --json <paths>`.
+fn json_command_with(model: &Path, args: &[&str], paths: &[&Path]) -> Command {
     let mut c = bin();
-    c.args(args).arg("--model").arg(model()).arg("--json");
+    c.args(args).arg("--model").arg(model).arg("--json");
     for p in paths {
         c.arg(p);
     }
@@ -29,7 +34,11 @@ fn json_command(args: &[&str], paths: &[&Path]) -> Command {
 }
 
 fn run_json(args: &[&str], paths: &[&Path]) -> serde_json::Value {
-    let out = json_command(args, paths).output().unwrap();
+    run_json_with(&model(), args, paths)
+}
+
+fn run_json_with(model: &Path, args: &[&str], paths: &[&Path]) -> serde_json::Value {
+    let out = json_command_with(model, args, paths).output().unwrap();
     assert!(
         out.status.success(),
         "{}",
@@ -334,20 +343,7 @@ fn a_reference_set_calibrates_single_pairs_only() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("wrote 24 reference image features"), "{err}");
 
-    let zero_shot = || {
-        let out = bin()
-            .args(["zero-shot", "--json", "--model"])
-            .arg(&m)
-            .arg(&images[0])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
-    };
+    let zero_shot = || run_json_with(&m, &["zero-shot"], &[&images[0]]);
     let raw = zero_shot();
     assert!(raw["reference"].is_null());
     std::fs::write(
