@@ -23,6 +23,7 @@ use crate::engine::{Engine, Prepared};
 use crate::error::{Error, Result};
 use crate::model::{ClipModel, Fwd, l2_normalize};
 use crate::preprocess::{Placement, Rgb8};
+use crate::refine::Affinity;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -65,7 +66,10 @@ pub struct Heatmap {
     pub values: Vec<f32>,
     #[serde(skip)]
     pub placement: Placement,
+    /// Input pixels per grid cell: the model's patch, or 1 for a refined map.
     pub patch_size: usize,
+    /// Edge-guided at the model's input pixels ([`EncodedImage::refine`]) rather than per patch.
+    pub refined: bool,
 }
 
 impl Heatmap {
@@ -113,6 +117,28 @@ impl Heatmap {
         let top = v(y0, x0) * (1.0 - tx) + v(y0, x1) * tx;
         let bottom = v(y1, x0) * (1.0 - tx) + v(y1, x1) * tx;
         Some(top * (1.0 - ty) + bottom * ty)
+    }
+
+    /// The source-image point (pixel-edge coordinates) at the centre of the highest cell: where the map
+    /// points. `None` for an empty map.
+    pub fn peak(&self) -> Option<(f64, f64)> {
+        let (_, gw) = self.grid;
+        let top = self
+            .values
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_finite())
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i)?;
+        let (r, c) = (top / gw.max(1), top % gw.max(1));
+        let p = &self.placement;
+        let ps = self.patch_size as f64;
+        let ix = (c as f64 + 0.5) * ps + p.crop_offset.0 as f64;
+        let iy = (r as f64 + 0.5) * ps + p.crop_offset.1 as f64;
+        Some((
+            ix * p.source.0 as f64 / p.resized.0 as f64,
+            iy * p.source.1 as f64 / p.resized.1 as f64,
+        ))
     }
 
     /// The map over `image` (the source the placement refers to), colour-mapped and blended with `alpha`.
@@ -170,6 +196,12 @@ pub struct EncodedImage {
     /// Unit-length CLIP Surgery patch embeddings [gh·gw, P].
     surgery_tokens: OnceLock<Tensor>,
     rollout: OnceLock<Vec<f32>>,
+    /// The model's input image as one channel (the mean of its three), (rows, columns, values): what
+    /// [`EncodedImage::refine`] follows the edges of.
+    guide: (usize, usize, Vec<f32>),
+    /// The refinement's neighbour weights for this image, made by the first [`EncodedImage::refine`]
+    /// (with its settings): a new prompt then pays only for the iterations.
+    affinity: OnceLock<Option<Affinity>>,
 }
 
 /// The value in `cell`, made by `make` the first time.
@@ -278,6 +310,13 @@ impl EncodedImage {
             },
         )?;
         let features = model.visual_projection.forward(&out.pooled)?.i(0)?;
+        let (_, gh, gw) = prepared.pixel_values.dims3()?;
+        let guide = prepared
+            .pixel_values
+            .to_dtype(DType::F32)?
+            .mean(0)?
+            .flatten_all()?
+            .to_vec1()?;
         Ok(EncodedImage {
             placement: prepared.placement,
             grid: out.grid,
@@ -287,6 +326,61 @@ impl EncodedImage {
             maskclip_tokens: OnceLock::new(),
             surgery_tokens: OnceLock::new(),
             rollout: OnceLock::new(),
+            guide: (gh, gw, guide),
+            affinity: OnceLock::new(),
+        })
+    }
+
+    /// `map` (a patch-grid map of this image) bilinearly upsampled to the model's input pixels and
+    /// refined along the input image's edges ([`crate::refine::pamr`]). The result is a [`Heatmap`]
+    /// with one cell per input pixel, placed on the source image like the patch grid it came from.
+    pub fn refine(&self, map: &Heatmap, settings: &crate::refine::Refinement) -> Result<Heatmap> {
+        if map.refined {
+            return Ok(map.clone());
+        }
+        let (gh, gw) = map.grid;
+        let ps = map.patch_size;
+        let (h, w) = (gh * ps, gw * ps);
+        let (guide_h, guide_w, guide) = &self.guide;
+        if map.values.len() != gh * gw || h > *guide_h || w > *guide_w || h == 0 || w == 0 {
+            return Err(Error::Input(format!(
+                "a {gh}×{gw} map of {ps}-pixel patches does not fit this {guide_h}×{guide_w} input"
+            )));
+        }
+        // The grid covers the input's top-left gh·ps × gw·ps pixels (the rest, if any, no patch saw).
+        let make = || {
+            let guide: Vec<f32> = (0..h)
+                .flat_map(|y| guide[y * guide_w..y * guide_w + w].iter().copied())
+                .collect();
+            Affinity::new(&guide, w, h, settings)
+        };
+        let fresh;
+        let affinity = match self.affinity.get_or_init(make) {
+            Some(a) if a.settings() == settings && a.size() == (w, h) => a,
+            _ => {
+                fresh = make().ok_or_else(|| Error::Input("nothing to refine".into()))?;
+                &fresh
+            }
+        };
+        let coarse = Heatmap {
+            placement: Placement {
+                source: (w, h),
+                resized: (w, h),
+                crop_offset: (0, 0),
+                crop: (w, h),
+            },
+            ..map.clone()
+        };
+        let up: Vec<f32> = (0..h * w)
+            .map(|i| coarse.sample(&map.values, i % w, i / w).unwrap_or(0.0))
+            .collect();
+        Ok(Heatmap {
+            method: map.method,
+            grid: (h, w),
+            values: affinity.apply(&up),
+            placement: map.placement,
+            patch_size: 1,
+            refined: true,
         })
     }
 
@@ -383,6 +477,7 @@ impl EncodedImage {
             values,
             placement: self.placement,
             patch_size: model.vision.config.patch_size,
+            refined: false,
         })
     }
 }

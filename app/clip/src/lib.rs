@@ -15,6 +15,7 @@ pub mod model;
 pub mod openclip;
 pub mod ops;
 pub mod preprocess;
+pub mod refine;
 pub mod tokenizer;
 pub mod train;
 pub mod weights;

@@ -15,32 +15,50 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+type Refs = std::collections::HashMap<String, Tensor>;
+
+/// A tiny model's engine, its reference outputs, and its reference image encoded.
+fn encoded(cfg: &str) -> (Engine, Refs, EncodedImage) {
+    let dir = fixture(cfg);
+    let r =
+        candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu).unwrap();
+    let engine = Engine::load(dir.to_str().unwrap(), &Device::Cpu).unwrap();
+    let s = r["pixel_values"].dim(2).unwrap();
+    let prepared = Prepared {
+        pixel_values: r["pixel_values"].i(0).unwrap(),
+        placement: Placement {
+            source: (s, s),
+            resized: (s, s),
+            crop_offset: (0, 0),
+            crop: (s, s),
+        },
+        image: Rgb8 {
+            width: s,
+            height: s,
+            data: vec![0; s * s * 3],
+        },
+    };
+    let enc = EncodedImage::new(&engine, &prepared).unwrap();
+    (engine, r, enc)
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 #[test]
 fn every_method_matches_its_pytorch_reference() {
     for cfg in ["tiny-quickgelu", "tiny-gelu", "tiny-p14-legacy-eos"] {
-        let dir = fixture(cfg);
-        let r = candle_core::safetensors::load(dir.join("reference.safetensors"), &Device::Cpu)
-            .unwrap();
-        let h =
-            candle_core::safetensors::load(dir.join("heatmap_reference.safetensors"), &Device::Cpu)
-                .unwrap();
-        let engine = Engine::load(dir.to_str().unwrap(), &Device::Cpu).unwrap();
-        let s = r["pixel_values"].dim(2).unwrap();
-        let prepared = Prepared {
-            pixel_values: r["pixel_values"].i(0).unwrap(),
-            placement: Placement {
-                source: (s, s),
-                resized: (s, s),
-                crop_offset: (0, 0),
-                crop: (s, s),
-            },
-            image: Rgb8 {
-                width: s,
-                height: s,
-                data: vec![0; s * s * 3],
-            },
-        };
-        let enc = EncodedImage::new(&engine, &prepared).unwrap();
+        let (engine, r, enc) = encoded(cfg);
+        let h = candle_core::safetensors::load(
+            fixture(cfg).join("heatmap_reference.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
         let feats_diff = (&enc.features - &h["image_embeds0"])
             .unwrap()
             .abs()
@@ -62,19 +80,72 @@ fn every_method_matches_its_pytorch_reference() {
                 .unwrap()
                 .to_vec1::<f32>()
                 .unwrap();
-            assert_eq!(map.values.len(), want.len(), "{cfg} {key}");
             let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-6);
-            let d = map
-                .values
-                .iter()
-                .zip(&want)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0f32, f32::max);
+            let d = max_abs_diff(&map.values, &want);
             println!("{cfg:>22} {key:<13} max |Δ| = {d:.2e} (scale {scale:.2e})");
             assert!(
                 d <= 1e-4 * scale.max(1e-3),
                 "{cfg} {key}: {d} (relative to {scale})"
             );
+        }
+    }
+}
+
+/// PAMR (`radclip_clip::refine`) against an independent conv2d formulation in PyTorch
+/// (`tests/fixtures/clip/make_refine_refs.py`), with the default settings and with others, on each tiny
+/// model's MaskCLIP map; the upsampling to input pixels against `F.interpolate`.
+#[test]
+fn refinement_matches_pytorch_pamr() {
+    use radclip_clip::refine::Refinement;
+    for cfg in ["tiny-quickgelu", "tiny-gelu", "tiny-p14-legacy-eos"] {
+        let (engine, r, enc) = encoded(cfg);
+        let f = candle_core::safetensors::load(
+            fixture(cfg).join("refine_reference.safetensors"),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let want = |k: &str| f[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (text, empty) = (
+            r["text_embeds"].i(0).unwrap(),
+            r["text_embeds"].i(1).unwrap(),
+        );
+        let map = enc
+            .heatmap(&engine, Method::MaskClip, &text, &empty)
+            .unwrap();
+        let none = Refinement {
+            iterations: 0,
+            ..Refinement::default()
+        };
+        let up = enc.refine(&map, &none).unwrap();
+        let (gh, gw) = map.grid;
+        assert_eq!(up.grid, (gh * map.patch_size, gw * map.patch_size));
+        assert!(up.refined && up.patch_size == 1);
+        let scale = want("upsampled").iter().fold(0f32, |m, v| m.max(v.abs()));
+        let d = max_abs_diff(&up.values, &want("upsampled"));
+        assert!(d <= 1e-5 * scale.max(1e-3), "{cfg} upsampled: {d}");
+        for (name, settings) in [
+            ("refined_default", Refinement::default()),
+            (
+                "refined_other",
+                Refinement {
+                    dilations: vec![1, 3],
+                    iterations: 3,
+                    sharpness: 0.3,
+                },
+            ),
+        ] {
+            let refined = enc.refine(&map, &settings).unwrap();
+            let d = max_abs_diff(&refined.values, &want(name));
+            println!("{cfg:>22} {name:<16} max |Δ| = {d:.2e} (scale {scale:.2e})");
+            assert!(d <= 1e-4 * scale.max(1e-3), "{cfg} {name}: {d}");
+            // It changed the map (else the comparison above proves nothing).
+            assert!(max_abs_diff(&refined.values, &up.values) > 1e-3 * scale);
+        }
+        // A refined map lies on the source image where its patch grid did.
+        for (x, y) in [(0, 0), (5, 9), (up.grid.1 - 1, up.grid.0 - 1)] {
+            let a = map.sample(&map.values, x, y).unwrap();
+            let b = up.sample(&up.values, x, y).unwrap();
+            assert!((a - b).abs() <= 1e-5 * scale.max(1e-3), "{cfg} ({x}, {y})");
         }
     }
 }
@@ -96,6 +167,7 @@ fn a_map_lands_on_the_source_pixels_it_came_from() {
         values,
         placement,
         patch_size: 8,
+        refined: false,
     };
     let (x0, y0, x1, y1) = placement.source_rect();
     assert_eq!((x0, y0, x1, y1), (50.0, 0.0, 250.0, 200.0));

@@ -224,6 +224,7 @@ pub struct HeatmapArgs {
     pub alpha: f32,
     pub frame: u32,
     pub json: bool,
+    pub refine: bool,
 }
 
 pub fn heatmap(m: &ModelArgs, a: HeatmapArgs) -> anyhow::Result<()> {
@@ -240,7 +241,10 @@ pub fn heatmap(m: &ModelArgs, a: HeatmapArgs) -> anyhow::Result<()> {
     let engine = load_engine(m)?;
     let prepared = engine.prepare_file(&a.file, a.frame)?;
     let encoded = EncodedImage::new(&engine, &prepared)?;
-    let map = engine.heatmap(&encoded, method, &a.prompt)?;
+    let mut map = engine.heatmap(&encoded, method, &a.prompt)?;
+    if a.refine {
+        map = encoded.refine(&map, &radclip_clip::refine::Refinement::default())?;
+    }
     let img = map.overlay(&prepared.image, a.alpha);
     let rendered = radclip_dicom::Rendered::Rgb {
         rows: img.height as u32,
@@ -257,7 +261,7 @@ pub fn heatmap(m: &ModelArgs, a: HeatmapArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({"path": a.file.display().to_string(), "prompt": a.prompt,
-                "method": method.name(), "grid": [map.grid.0, map.grid.1], "values": map.values,
+                "method": method.name(), "refined": map.refined, "grid": [map.grid.0, map.grid.1], "values": map.values,
                 "source_rect": map.placement.source_rect(), "out": a.out.display().to_string()})
         );
     }

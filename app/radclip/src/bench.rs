@@ -489,10 +489,26 @@ pub fn clip(
             )?);
             Ok(())
         })?;
+        // Edge refinement at the model's input pixels: for a new prompt (the image's neighbour weights
+        // already made), and whole (weights and iterations, as for a new image).
+        let map = engine.heatmap(&e, method, "pleural effusion")?;
+        let settings = radclip_clip::refine::Refinement::default();
+        let ms_refine = time(&mut || {
+            std::hint::black_box(e.refine(&map, &settings)?);
+            Ok(())
+        })?;
+        let (rh, rw) = (map.grid.0 * map.patch_size, map.grid.1 * map.patch_size);
+        let guide: Vec<f32> = (0..rh * rw).map(|_| rnd()).collect();
+        let up: Vec<f32> = (0..rh * rw).map(|_| rnd()).collect();
+        let ms_refine_whole = time(&mut || {
+            std::hint::black_box(radclip_clip::refine::pamr(&guide, rw, rh, &up, &settings));
+            Ok(())
+        })?;
         println!(
             "{}",
             serde_json::json!({"bench": "clip_heatmap", "model": name, "method": method.name(),
-                "new_image_ms": ms_new_image, "new_prompt_ms": ms_new_prompt})
+                "new_image_ms": ms_new_image, "new_prompt_ms": ms_new_prompt,
+                "refine_new_prompt_ms": ms_refine, "refine_new_image_ms": ms_refine_whole})
         );
     }
     Ok(())

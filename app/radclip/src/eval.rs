@@ -8,7 +8,8 @@
 //!   pairs that appear neither in training nor in `findings.toml`;
 //! - report retrieval: recall@5 of a report (of another study) stating the same findings;
 //! - heatmaps, each method: pointing game (the top patch overlaps the mask) and IoU at the best threshold
-//!   over the whole set (map bilinearly upsampled, min–max normalised, thresholds 0.05…0.95).
+//!   over the whole set (map bilinearly upsampled, min–max normalised, thresholds 0.05…0.95); each also
+//!   refined along the image's edges (PAMR, `<method>+pamr`).
 
 use std::collections::BTreeMap;
 
@@ -17,6 +18,7 @@ use candle_core::{DType, Tensor};
 use radclip_clip::engine::Engine;
 use radclip_clip::heatmap::{EncodedImage, Method};
 use radclip_clip::preprocess::Rgb8;
+use radclip_clip::refine::Refinement;
 use radclip_clip::zeroshot::{FindingList, PromptSet};
 use radclip_phantom::{Kind, cxr_sample};
 use rayon::prelude::*;
@@ -132,11 +134,75 @@ fn kind_of(list_name: &str) -> Option<Kind> {
 
 #[derive(Serialize, Default)]
 struct MethodScore {
+    /// The map's top patch overlaps the mask (a refined map averaged over each patch first).
     pointing_game: f64,
+    /// The map's peak (cell centre) within 15 source pixels of the mask (Zhang et al. 2016).
+    pointing_game_15px: f64,
     best_threshold: f64,
     mean_iou: f64,
+    /// Per finding: (pointing game, IoU at the method's best threshold).
     per_finding: BTreeMap<String, (f64, f64)>,
+    per_finding_15px: BTreeMap<String, f64>,
     maps: usize,
+}
+
+/// One heatmap of one finding, scored against its mask.
+struct ScoredMap {
+    /// The method, with "+pamr" when refined.
+    name: String,
+    kind: Kind,
+    /// The min–max normalised map at 128² cell centres, and the mask on that grid.
+    up: Vec<f32>,
+    mask: Vec<bool>,
+    top_patch_hit: bool,
+    peak_hit: bool,
+}
+
+/// The pointing game's tolerance (Zhang et al., "Top-down neural attention by excitation backprop").
+const POINTING_TOLERANCE_PX: f64 = 15.0;
+
+/// Whether the top patch of `map` overlaps the square, uncropped source `mask` (`size`²): on the patch
+/// grid `patch_grid`, so a refined map (one cell per input pixel) is averaged over each patch first and
+/// every map is judged at the same granularity.
+fn top_patch_hit(
+    map: &radclip_clip::heatmap::Heatmap,
+    patch_grid: (usize, usize),
+    mask: &[bool],
+    size: usize,
+) -> bool {
+    let (gh, gw) = patch_grid;
+    let (mh, mw) = map.grid;
+    let (fy, fx) = (mh / gh.max(1), mw / gw.max(1));
+    let mut pooled = vec![0f64; gh * gw];
+    for (i, v) in map.values.iter().enumerate() {
+        let (r, c) = ((i / mw.max(1)) / fy.max(1), (i % mw.max(1)) / fx.max(1));
+        if let Some(p) = pooled.get_mut(r.min(gh - 1) * gw + c.min(gw - 1)) {
+            *p += f64::from(*v);
+        }
+    }
+    let Some(top) = pooled
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(b.1))
+        .map(|(i, _)| i)
+    else {
+        return false;
+    };
+    let (pr, pc) = (top / gw, top % gw);
+    let span = |i: usize, n: usize| (i * size) / n..((i + 1) * size).div_ceil(n).min(size);
+    span(pr, gh).any(|y| span(pc, gw).any(|x| mask[y * size + x]))
+}
+
+/// Whether a mask pixel (its centre) lies within `tol` source pixels of `point`.
+fn near_mask((px, py): (f64, f64), mask: &[bool], size: usize, tol: f64) -> bool {
+    let lo = |v: f64| (v - tol - 1.0).max(0.0) as usize;
+    let hi = |v: f64| ((v + tol + 1.0).max(0.0) as usize).min(size);
+    (lo(py)..hi(py)).any(|y| {
+        (lo(px)..hi(px)).any(|x| {
+            let (dx, dy) = (x as f64 + 0.5 - px, y as f64 + 0.5 - py);
+            mask[y * size + x] && dx * dx + dy * dy <= tol * tol
+        })
+    })
 }
 
 /// Per image, the range of the five pairs' probabilities (mean and 90th percentile over images); per
@@ -330,8 +396,9 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             .and_then(|(f, _)| f.positive.first().cloned())
             .unwrap_or_else(|| k.name().to_string())
     };
-    let mut maps: Vec<(Method, Kind, Vec<f32>, Vec<bool>)> = Vec::new();
+    let mut maps: Vec<ScoredMap> = Vec::new();
     let grid_side = 128usize;
+    let refinement = Refinement::default();
     for r in set
         .iter()
         .filter(|r| !r.truth.case.findings.is_empty())
@@ -359,47 +426,55 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             }
             for method in Method::ALL {
                 let map = engine.heatmap(&enc, method, &prompt_of(f.kind))?;
-                let norm = map.normalized();
-                let up: Vec<f32> = (0..grid_side * grid_side)
-                    .map(|gi| {
-                        let (gr, gc) = (gi / grid_side, gi % grid_side);
-                        map.sample(&norm, gc * cell + cell / 2, gr * cell + cell / 2)
-                            .unwrap_or(0.0)
-                    })
-                    .collect();
-                // Pointing game on the patch grid: does the top patch overlap the mask?
-                let (gh, gw) = map.grid;
-                let top = norm
-                    .iter()
-                    .enumerate()
-                    .max_by(|a, b| a.1.total_cmp(b.1))
-                    .map_or(0, |(i, _)| i);
-                let (pr, pc) = (top / gw, top % gw);
-                let ps = size / gh.max(1);
-                let psx = size / gw.max(1);
-                let hit = (pr * ps..(pr + 1) * ps)
-                    .any(|y| (pc * psx..(pc + 1) * psx).any(|x| mask[y * size + x]));
-                let mut up = up;
-                up.push(if hit { 1.0 } else { 0.0 });
-                maps.push((method, f.kind, up, m.clone()));
+                let refined = enc.refine(&map, &refinement)?;
+                let patch_grid = map.grid;
+                for (name, map) in [
+                    (method.name().to_string(), map),
+                    (format!("{}+pamr", method.name()), refined),
+                ] {
+                    let norm = map.normalized();
+                    let up: Vec<f32> = (0..grid_side * grid_side)
+                        .map(|gi| {
+                            let (gr, gc) = (gi / grid_side, gi % grid_side);
+                            map.sample(&norm, gc * cell + cell / 2, gr * cell + cell / 2)
+                                .unwrap_or(0.0)
+                        })
+                        .collect();
+                    maps.push(ScoredMap {
+                        name,
+                        kind: f.kind,
+                        up,
+                        mask: m.clone(),
+                        top_patch_hit: top_patch_hit(&map, patch_grid, mask, size),
+                        peak_hit: map
+                            .peak()
+                            .is_some_and(|p| near_mask(p, mask, size, POINTING_TOLERANCE_PX)),
+                    });
+                }
             }
         }
     }
     let mut methods = BTreeMap::new();
-    for method in Method::ALL {
-        let mine: Vec<&(Method, Kind, Vec<f32>, Vec<bool>)> =
-            maps.iter().filter(|m| m.0 == method).collect();
+    let names: Vec<String> = Method::ALL
+        .iter()
+        .flat_map(|m| [m.name().to_string(), format!("{}+pamr", m.name())])
+        .collect();
+    for name in names {
+        let mine: Vec<&ScoredMap> = maps.iter().filter(|m| m.name == name).collect();
         if mine.is_empty() {
             continue;
         }
-        let iou_at = |t: f32, m: &(Method, Kind, Vec<f32>, Vec<bool>)| {
+        let iou_at = |t: f32, m: &ScoredMap| {
             let (mut inter, mut uni) = (0usize, 0usize);
-            for (v, g) in m.2.iter().zip(&m.3) {
+            for (v, g) in m.up.iter().zip(&m.mask) {
                 let p = *v >= t;
                 inter += usize::from(p && *g);
                 uni += usize::from(p || *g);
             }
             inter as f64 / uni.max(1) as f64
+        };
+        let share = |ms: &[&&ScoredMap], f: fn(&ScoredMap) -> bool| {
+            ms.iter().filter(|m| f(m)).count() as f64 / ms.len().max(1) as f64
         };
         let thresholds: Vec<f32> = (1..20).map(|i| i as f32 * 0.05).collect();
         let (best_t, best) = thresholds
@@ -412,31 +487,27 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             })
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .unwrap_or((0.5, 0.0));
+        let all: Vec<&&ScoredMap> = mine.iter().collect();
         let mut s = MethodScore {
-            pointing_game: mine
-                .iter()
-                .map(|m| f64::from(*m.2.last().unwrap_or(&0.0)))
-                .sum::<f64>()
-                / mine.len() as f64,
+            pointing_game: share(&all, |m| m.top_patch_hit),
+            pointing_game_15px: share(&all, |m| m.peak_hit),
             best_threshold: f64::from(best_t),
             mean_iou: best,
             maps: mine.len(),
             ..Default::default()
         };
         for k in Kind::ALL {
-            let km: Vec<_> = mine.iter().filter(|m| m.1 == k).collect();
+            let km: Vec<&&ScoredMap> = mine.iter().filter(|m| m.kind == k).collect();
             if km.is_empty() {
                 continue;
             }
-            let pg = km
-                .iter()
-                .map(|m| f64::from(*m.2.last().unwrap_or(&0.0)))
-                .sum::<f64>()
-                / km.len() as f64;
             let iou = km.iter().map(|m| iou_at(best_t, m)).sum::<f64>() / km.len() as f64;
-            s.per_finding.insert(k.name().to_string(), (pg, iou));
+            s.per_finding
+                .insert(k.name().to_string(), (share(&km, |m| m.top_patch_hit), iou));
+            s.per_finding_15px
+                .insert(k.name().to_string(), share(&km, |m| m.peak_hit));
         }
-        methods.insert(method.name().to_string(), s);
+        methods.insert(name, s);
     }
 
     report.insert("model".into(), engine.dir.display().to_string().into());

@@ -104,7 +104,8 @@ enum Command {
         /// PNG of the overlay.
         #[arg(long)]
         out: PathBuf,
-        /// Also write the raw patch-grid map as .npy (rows × columns, float32).
+        /// Also write the raw map as .npy (rows × columns, float32): the patch grid, or the model's
+        /// input pixels with --refine.
         #[arg(long)]
         raw: Option<PathBuf>,
         /// Overlay opacity, 0–1.
@@ -114,6 +115,9 @@ enum Command {
         frame: u32,
         #[arg(long)]
         json: bool,
+        /// Refine the map along the image's edges (PAMR): one value per input pixel, not per patch.
+        #[arg(long)]
+        refine: bool,
     },
     /// Embed unlabelled images of a model's domain (DICOM, PNG, JPEG) as its reference set:
     /// named as `reference` under [zero_shot] in the model's radclip.toml, it puts every single prompt
@@ -428,6 +432,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             alpha,
             frame,
             json,
+            refine,
         }) => ai::heatmap(
             &model.args(),
             ai::HeatmapArgs {
@@ -439,6 +444,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 alpha,
                 frame,
                 json,
+                refine,
             },
         ),
         Some(Command::ConvertOpenai {

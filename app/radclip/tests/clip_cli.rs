@@ -257,6 +257,33 @@ fn heatmap_writes_overlay_and_raw_map_for_every_method() {
             (npy.len() - (10 + u16::from_le_bytes([npy[8], npy[9]]) as usize)) / 4,
             16
         );
+        // Refined along the image's edges: one value per model input pixel, within the patch map's
+        // range (each refinement step is an average).
+        let refined = run_json(
+            &[
+                "heatmap",
+                "--prompt",
+                "pleural effusion",
+                "--method",
+                method,
+                "--refine",
+                "--out",
+                out.to_str().unwrap(),
+            ],
+            &[&img],
+        );
+        assert_eq!(refined["refined"], true);
+        assert_eq!(v["refined"], false);
+        let side = refined["grid"][0].as_u64().unwrap();
+        assert!(side > 4 && side.is_multiple_of(4), "{}", refined["grid"]);
+        let (coarse, fine) = (vec_of(&v["values"]), vec_of(&refined["values"]));
+        assert_eq!(fine.len() as u64, side * side);
+        let lo = coarse.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = coarse.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert!(
+            fine.iter().all(|x| *x >= lo - 1e-5 && *x <= hi + 1e-5),
+            "{method}"
+        );
     }
     let out = bin()
         .args([

@@ -51,6 +51,24 @@ pub struct SimilarReport {
     pub report: LibraryReport,
 }
 
+/// Which map to draw: the method, and whether it is refined along the image's edges (PAMR,
+/// `radclip_clip::refine`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MapStyle {
+    pub method: Method,
+    pub refine: bool,
+}
+
+impl MapStyle {
+    pub fn name(&self) -> String {
+        if self.refine {
+            format!("{} + edges", self.method.name())
+        } else {
+            self.method.name().to_string()
+        }
+    }
+}
+
 /// A heatmap resampled onto the whole frame, colour-mapped, ready for a texture: RGBA, transparent
 /// outside the region the model saw.
 #[derive(Debug, Clone)]
@@ -93,7 +111,7 @@ pub enum AiEvent {
     Heatmap {
         key: FrameKey,
         prompt: String,
-        method: Method,
+        style: MapStyle,
         overlay: Overlay,
         ms: f64,
     },
@@ -113,7 +131,7 @@ enum Request {
     Heatmap {
         key: FrameKey,
         prompt: String,
-        method: Method,
+        style: MapStyle,
     },
 }
 
@@ -125,7 +143,8 @@ pub struct AiWorker {
 
 /// The most reports shown as similar.
 pub const SIMILAR: usize = 5;
-/// Longest side of a heatmap overlay texture (the map itself is a patch grid: more adds nothing).
+/// Longest side of a heatmap overlay texture (the map itself is a patch grid, or the model's input
+/// pixels when refined: more adds nothing).
 const OVERLAY_SIDE: usize = 512;
 
 impl AiWorker {
@@ -142,12 +161,8 @@ impl AiWorker {
         let _ = self.tx.send(Request::Analyze(frame));
     }
 
-    pub fn heatmap(&self, key: FrameKey, prompt: String, method: Method) {
-        let _ = self.tx.send(Request::Heatmap {
-            key,
-            prompt,
-            method,
-        });
+    pub fn heatmap(&self, key: FrameKey, prompt: String, style: MapStyle) {
+        let _ = self.tx.send(Request::Heatmap { key, prompt, style });
     }
 
     pub fn poll(&self) -> Vec<AiEvent> {
@@ -251,12 +266,8 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
                 send(AiEvent::Failed { key, message: e });
             }
         }
-        if let Some(Request::Heatmap {
-            key,
-            prompt,
-            method,
-        }) = heat
-            && let Err(e) = state.heatmap(&key, &prompt, method, &send)
+        if let Some(Request::Heatmap { key, prompt, style }) = heat
+            && let Err(e) = state.heatmap(&key, &prompt, style, &send)
         {
             send(AiEvent::Failed { key, message: e });
         }
@@ -399,7 +410,7 @@ impl State {
         &mut self,
         key: &FrameKey,
         prompt: &str,
-        method: Method,
+        style: MapStyle,
         send: &impl Fn(AiEvent),
     ) -> Result<(), String> {
         let Some((k, encoded)) = &self.current else {
@@ -410,10 +421,15 @@ impl State {
             return Ok(());
         }
         let t = Instant::now();
-        let map = self
+        let mut map = self
             .engine
-            .heatmap(encoded, method, prompt)
+            .heatmap(encoded, style.method, prompt)
             .map_err(|e| e.to_string())?;
+        if style.refine {
+            map = encoded
+                .refine(&map, &radclip_clip::refine::Refinement::default())
+                .map_err(|e| e.to_string())?;
+        }
         let (sw, sh) = map.placement.source;
         let scale = (OVERLAY_SIDE as f64 / sw.max(sh).max(1) as f64).min(1.0);
         let (w, h) = (
@@ -439,7 +455,7 @@ impl State {
         send(AiEvent::Heatmap {
             key: key.clone(),
             prompt: prompt.to_string(),
-            method,
+            style,
             overlay: Overlay {
                 width: w,
                 height: h,
