@@ -44,7 +44,7 @@ pub fn load_image(path: &Path, frame: u32, window: &WindowSpec) -> Result<Rgb8> 
     if !is_dicom(path) {
         return Rgb8::open(path);
     }
-    let frames = radclip_dicom::pixel::decode_file(path)
+    let frames = radclip_dicom::pixel::decode_image_file(path)
         .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
     let f = frames.get(frame as usize).ok_or_else(|| {
         Error::Input(format!(

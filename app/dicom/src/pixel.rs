@@ -572,6 +572,20 @@ pub fn decode_file(path: &Path) -> Result<Vec<Frame>> {
     decode_all(&obj, path)
 }
 
+/// Decodes every frame of a file that is an image to look at: a segmentation (or another object whose
+/// pixel data is not a picture of the patient) is refused with [`Error::NoImage`].
+pub fn decode_image_file(path: &Path) -> Result<Vec<Frame>> {
+    let obj = open_full(path)?;
+    let class = crate::attrs::string(&obj, tags::SOP_CLASS_UID).unwrap_or_default();
+    if crate::study::NOT_RENDERED_SOP_CLASSES.contains(&class.as_str()) {
+        return Err(Error::NoImage {
+            path: path.to_path_buf(),
+            reason: format!("it is a segmentation or directory object (SOP class {class})"),
+        });
+    }
+    decode_all(&obj, path)
+}
+
 /// Decodes every frame of an opened instance.
 pub fn decode_all(obj: &DefaultDicomObject, path: &Path) -> Result<Vec<Frame>> {
     let fmt = check_decodable(obj, path)?;

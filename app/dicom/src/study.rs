@@ -15,7 +15,7 @@ use crate::geometry::{FrameGeometry, SpacingSource};
 use crate::pixel::PixelFormat;
 
 /// SOP classes that carry pixel data but are not images to show (they are listed, not rendered).
-const NOT_RENDERED_SOP_CLASSES: &[&str] = &[
+pub(crate) const NOT_RENDERED_SOP_CLASSES: &[&str] = &[
     "1.2.840.10008.5.1.4.1.1.66.4", // Segmentation
     "1.2.840.10008.1.3.10",         // Media Storage Directory (DICOMDIR)
 ];

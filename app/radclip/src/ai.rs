@@ -20,10 +20,15 @@ pub fn load_engine(m: &ModelArgs) -> anyhow::Result<Engine> {
 }
 
 /// Image and DICOM files under `dir`, sorted by path (hidden files skipped).
-fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// The DICOM and PNG/JPEG files under `dir` (hidden entries skipped), sorted, and how many PNG/JPEG files
+/// were left out as sidecars: in a folder that holds DICOM files, pictures beside them are masks, thumbnails
+/// or exports of those files (the phantoms' `mask-*.png`), not more images of the series.
+fn files_under(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, usize)> {
     let mut out = Vec::new();
+    let mut sidecars = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
+        let (mut dicom, mut pictures) = (Vec::new(), Vec::new());
         for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
             let p = e?.path();
             if p.file_name()
@@ -33,20 +38,56 @@ fn files_under(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
             }
             if p.is_dir() {
                 stack.push(p);
-            } else {
-                let image_ext = p.extension().is_some_and(|e| {
-                    ["png", "jpg", "jpeg"]
-                        .iter()
-                        .any(|x| e.eq_ignore_ascii_case(x))
-                });
-                if image_ext || is_dicom(&p) {
-                    out.push(p);
-                }
+            } else if p.extension().is_some_and(|e| {
+                ["png", "jpg", "jpeg"]
+                    .iter()
+                    .any(|x| e.eq_ignore_ascii_case(x))
+            }) {
+                pictures.push(p);
+            } else if is_dicom(&p) {
+                dicom.push(p);
             }
+        }
+        if dicom.is_empty() {
+            out.extend(pictures);
+        } else {
+            sidecars += pictures.len();
+            out.extend(dicom);
         }
     }
     out.sort();
-    Ok(out)
+    Ok((out, sidecars))
+}
+
+/// Image features of `files`, prepared and encoded `batch_size` at a time (so a large folder is never
+/// held decoded in memory at once), with the files they came from. A file that cannot be read as an
+/// image goes to `skip` with its error; `skip` may end the whole run by returning an error.
+fn encode_files(
+    engine: &Engine,
+    files: &[PathBuf],
+    frame: u32,
+    batch_size: usize,
+    mut skip: impl FnMut(&Path, radclip_clip::Error) -> anyhow::Result<()>,
+) -> anyhow::Result<(Vec<PathBuf>, Vec<Vec<f32>>)> {
+    let (mut paths, mut feats) = (Vec::new(), Vec::new());
+    for chunk in files.chunks(batch_size.max(1)) {
+        let mut prepared: Vec<Prepared> = Vec::new();
+        for f in chunk {
+            match engine.prepare_file(f, frame) {
+                Ok(p) => {
+                    prepared.push(p);
+                    paths.push(f.clone());
+                }
+                Err(e) => skip(f, e)?,
+            }
+        }
+        if prepared.is_empty() {
+            continue;
+        }
+        let refs: Vec<&Prepared> = prepared.iter().collect();
+        feats.extend(rows(&engine.encode_images(&refs, batch_size)?)?);
+    }
+    Ok((paths, feats))
 }
 
 fn rows(t: &candle_core::Tensor) -> anyhow::Result<Vec<Vec<f32>>> {
@@ -86,28 +127,29 @@ pub fn embed(m: &ModelArgs, a: EmbedArgs) -> anyhow::Result<()> {
         (Some(input), None) => {
             let dir = input.is_dir();
             let files = if dir {
-                files_under(&input)?
+                let (files, sidecars) = files_under(&input)?;
+                if sidecars > 0 {
+                    eprintln!(
+                        "radclip: {sidecars} PNG/JPEG files beside DICOM files left out (masks, thumbnails)"
+                    );
+                }
+                files
             } else {
                 vec![input.clone()]
             };
             if files.is_empty() {
                 bail!("no DICOM or image files under {}", input.display());
             }
-            let mut prepared: Vec<(PathBuf, Prepared)> = Vec::new();
-            for f in &files {
-                match engine.prepare_file(f, a.frame) {
-                    Ok(p) => prepared.push((f.clone(), p)),
-                    // One bad file in a folder is reported and skipped; a single bad file is an error.
-                    Err(e) if dir => eprintln!("radclip: skipped: {e}"),
-                    Err(e) => return Err(e.into()),
+            let (paths, feats) = encode_files(&engine, &files, a.frame, a.batch_size, |_, e| {
+                // One bad file in a folder is reported and skipped; a single bad file is an error.
+                if dir {
+                    eprintln!("radclip: skipped: {e}");
+                    Ok(())
+                } else {
+                    Err(e.into())
                 }
-            }
-            let refs: Vec<&Prepared> = prepared.iter().map(|(_, p)| p).collect();
-            let feats = rows(&engine.encode_images(&refs, a.batch_size)?)?;
-            let paths: Vec<String> = prepared
-                .iter()
-                .map(|(p, _)| p.display().to_string())
-                .collect();
+            })?;
+            let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             if a.json {
                 let v = if dir {
                     serde_json::json!({"paths": paths, "embedding": feats})
@@ -136,9 +178,12 @@ pub fn reference(
     batch_size: usize,
 ) -> anyhow::Result<()> {
     let mut files = Vec::new();
+    let mut sidecars = 0;
     for input in inputs {
         if input.is_dir() {
-            files.extend(files_under(input)?);
+            let (found, left_out) = files_under(input)?;
+            files.extend(found);
+            sidecars += left_out;
         } else if input.is_file() {
             files.push(input.clone());
         } else {
@@ -146,27 +191,23 @@ pub fn reference(
         }
     }
     let engine = load_engine(m)?;
-    let mut prepared = Vec::new();
     let mut skipped = 0usize;
-    for f in &files {
-        match engine.prepare_file(f, frame) {
-            Ok(p) => prepared.push(p),
-            Err(_) => skipped += 1,
-        }
-    }
-    if prepared.len() < 2 {
+    let (_, feats) = encode_files(&engine, &files, frame, batch_size, |_, _| {
+        skipped += 1;
+        Ok(())
+    })?;
+    if feats.len() < 2 {
         bail!(
             "a reference set needs two or more images; {} found",
-            prepared.len()
+            feats.len()
         );
     }
-    let refs: Vec<&Prepared> = prepared.iter().collect();
-    let feats = rows(&engine.encode_images(&refs, batch_size)?)?;
     let set = zeroshot::Reference::from_features(&feats)?;
     set.save(out)?;
     eprintln!(
-        "radclip: wrote {} reference image features to {} ({skipped} files that are not images skipped); \
-         name the file as `reference` under [zero_shot] in the model's radclip.toml",
+        "radclip: wrote {} reference image features to {} ({skipped} files that are not images skipped, \
+         {sidecars} PNG/JPEG files beside DICOM files left out); name the file as `reference` under \
+         [zero_shot] in the model's radclip.toml",
         set.len(),
         out.display()
     );

@@ -503,7 +503,9 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
 fn write_training_record(out: &Path, args: &TrainArgs, minutes: f64) -> anyhow::Result<()> {
     let rec = serde_json::json!({
         "command": format!(
-            "radclip train --out {} --seed {} --images {} --steps {} --batch {} --lr {}{}",
+            "{}radclip train --out {} --seed {} --images {} --steps {} --batch {} --lr {}{}",
+            // The matrix-product library changes the speed (and the last bits), so it is part of the record.
+            std::env::var("RADCLIP_BLAS").map(|b| format!("RADCLIP_BLAS={b} ")).unwrap_or_default(),
             out.display(), args.seed, args.images, args.steps, args.batch, args.lr,
             if args.image_size == 160 { String::new() } else { format!(" --image-size {}", args.image_size) }
         ),

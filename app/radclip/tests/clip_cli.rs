@@ -369,6 +369,26 @@ fn a_reference_set_calibrates_single_pairs_only() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("wrote 24 reference image features"), "{err}");
+    // The phantoms' folder itself: its reports, SEGs and mask PNGs are not images of the domain, so the
+    // same 24 radiographs make the same file.
+    let from_dir = tmp.path().join("dir.safetensors");
+    let out = bin()
+        .arg("reference")
+        .arg(&ph)
+        .args(["--model"])
+        .arg(&m)
+        .args(["--out"])
+        .arg(&from_dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("wrote 24 reference image features"), "{err}");
+    assert!(!err.contains(" 0 PNG/JPEG files beside DICOM"), "{err}");
+    assert_eq!(
+        std::fs::read(&from_dir).unwrap(),
+        std::fs::read(m.join("ref.safetensors")).unwrap()
+    );
 
     let zero_shot = || run_json_with(&m, &["zero-shot"], &[&images[0]]);
     let raw = zero_shot();
