@@ -176,14 +176,15 @@ enum Command {
         /// Distinct training images (studies 0..N of the seed).
         #[arg(long, default_value_t = 12000)]
         images: u64,
-        #[arg(long, default_value_t = 2000)]
+        /// The defaults are the shipped demo model's recipe (models/radclip-demo/training.json).
+        #[arg(long, default_value_t = 1300)]
         steps: usize,
         #[arg(long, default_value_t = 64)]
         batch: usize,
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
-        /// Input side in pixels, a multiple of the 16-px patch (the demo model: 160).
-        #[arg(long, default_value_t = 160)]
+        /// Input side in pixels, a multiple of the 16-px patch (the demo model: 192).
+        #[arg(long, default_value_t = 192)]
         image_size: usize,
     },
     /// Measure a model on held-out phantoms: zero-shot AUROC, calibration, paraphrase robustness, report

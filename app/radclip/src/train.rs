@@ -34,7 +34,7 @@ pub struct TrainArgs {
     pub steps: usize,
     pub batch: usize,
     pub lr: f64,
-    /// Input side in pixels (a multiple of the 16-px patch); the demo model's is 160.
+    /// Input side in pixels (a multiple of the 16-px patch); the demo model's is 192.
     pub image_size: usize,
 }
 
@@ -60,7 +60,7 @@ pub fn demo_config() -> ClipConfig {
             num_hidden_layers: 4,
             num_attention_heads: 4,
             num_channels: 3,
-            image_size: 160,
+            image_size: 192,
             patch_size: 16,
             hidden_act: Activation::Gelu,
             layer_norm_eps: 1e-5,
@@ -503,11 +503,11 @@ pub fn train(args: &TrainArgs) -> anyhow::Result<()> {
 fn write_training_record(out: &Path, args: &TrainArgs, minutes: f64) -> anyhow::Result<()> {
     let rec = serde_json::json!({
         "command": format!(
-            "{}radclip train --out {} --seed {} --images {} --steps {} --batch {} --lr {}{}",
+            "{}radclip train --out {} --seed {} --images {} --steps {} --batch {} --lr {} --image-size {}",
             // The matrix-product library changes the speed (and the last bits), so it is part of the record.
             std::env::var("RADCLIP_BLAS").map(|b| format!("RADCLIP_BLAS={b} ")).unwrap_or_default(),
             out.display(), args.seed, args.images, args.steps, args.batch, args.lr,
-            if args.image_size == 160 { String::new() } else { format!(" --image-size {}", args.image_size) }
+            args.image_size
         ),
         "seed": args.seed,
         "images": args.images,
