@@ -103,6 +103,12 @@ impl Heatmap {
         // Source pixel centre → model-input coordinates (pixel-centre convention).
         let ix = (x as f64 + 0.5) / sx - p.crop_offset.0 as f64;
         let iy = (y as f64 + 0.5) / sy - p.crop_offset.1 as f64;
+        self.sample_input(norm, ix, iy)
+    }
+
+    /// The map bilinearly resampled at model-input point (ix, iy) (pixel-edge coordinates, so (0.5, 0.5)
+    /// is the first input pixel's centre), `None` outside the grid.
+    fn sample_input(&self, norm: &[f32], ix: f64, iy: f64) -> Option<f32> {
         let (gh, gw) = self.grid;
         let ps = self.patch_size as f64;
         if ix < 0.0 || iy < 0.0 || ix >= (gw as f64 * ps) || iy >= (gh as f64 * ps) {
@@ -196,9 +202,9 @@ pub struct EncodedImage {
     /// Unit-length CLIP Surgery patch embeddings [gh·gw, P].
     surgery_tokens: OnceLock<Tensor>,
     rollout: OnceLock<Vec<f32>>,
-    /// The model's input image as one channel (the mean of its three), (rows, columns, values): what
-    /// [`EncodedImage::refine`] follows the edges of.
-    guide: (usize, usize, Vec<f32>),
+    /// The model's input [3, H, W], kept (it is shared, not copied) for [`EncodedImage::refine`] to
+    /// follow the edges of.
+    input: Tensor,
     /// The refinement's neighbour weights for this image, made by the first [`EncodedImage::refine`]
     /// (with its settings): a new prompt then pays only for the iterations.
     affinity: OnceLock<Option<Affinity>>,
@@ -310,13 +316,6 @@ impl EncodedImage {
             },
         )?;
         let features = model.visual_projection.forward(&out.pooled)?.i(0)?;
-        let (_, gh, gw) = prepared.pixel_values.dims3()?;
-        let guide = prepared
-            .pixel_values
-            .to_dtype(DType::F32)?
-            .mean(0)?
-            .flatten_all()?
-            .to_vec1()?;
         Ok(EncodedImage {
             placement: prepared.placement,
             grid: out.grid,
@@ -326,7 +325,7 @@ impl EncodedImage {
             maskclip_tokens: OnceLock::new(),
             surgery_tokens: OnceLock::new(),
             rollout: OnceLock::new(),
-            guide: (gh, gw, guide),
+            input: prepared.pixel_values.clone(),
             affinity: OnceLock::new(),
         })
     }
@@ -341,38 +340,46 @@ impl EncodedImage {
         let (gh, gw) = map.grid;
         let ps = map.patch_size;
         let (h, w) = (gh * ps, gw * ps);
-        let (guide_h, guide_w, guide) = &self.guide;
-        if map.values.len() != gh * gw || h > *guide_h || w > *guide_w || h == 0 || w == 0 {
+        let (_, guide_h, guide_w) = self.input.dims3()?;
+        if map.values.len() != gh * gw || h > guide_h || w > guide_w || h == 0 || w == 0 {
             return Err(Error::Input(format!(
                 "a {gh}×{gw} map of {ps}-pixel patches does not fit this {guide_h}×{guide_w} input"
             )));
         }
-        // The grid covers the input's top-left gh·ps × gw·ps pixels (the rest, if any, no patch saw).
-        let make = || {
-            let guide: Vec<f32> = (0..h)
-                .flat_map(|y| guide[y * guide_w..y * guide_w + w].iter().copied())
-                .collect();
-            Affinity::new(&guide, w, h, settings)
+        // The guide: the input as one channel (the mean of its three), over the top-left gh·ps × gw·ps
+        // pixels the grid covers (the rest, if any, no patch saw). Made only when a map is refined.
+        let make = || -> Result<Option<Affinity>> {
+            let guide = self
+                .input
+                .to_dtype(DType::F32)?
+                .mean(0)?
+                .narrow(0, 0, h)?
+                .narrow(1, 0, w)?
+                .flatten_all()?
+                .to_vec1()?;
+            Ok(Affinity::new(&guide, w, h, settings))
         };
+        let fits = |a: &Affinity| a.settings() == settings && a.size() == (w, h);
         let fresh;
-        let affinity = match self.affinity.get_or_init(make) {
-            Some(a) if a.settings() == settings && a.size() == (w, h) => a,
-            _ => {
-                fresh = make().ok_or_else(|| Error::Input("nothing to refine".into()))?;
-                &fresh
+        let affinity = match self.affinity.get() {
+            Some(Some(a)) if fits(a) => Some(a),
+            // Weights for other settings than the kept ones: made for this call only.
+            Some(_) => {
+                fresh = make()?;
+                fresh.as_ref()
             }
-        };
-        let coarse = Heatmap {
-            placement: Placement {
-                source: (w, h),
-                resized: (w, h),
-                crop_offset: (0, 0),
-                crop: (w, h),
-            },
-            ..map.clone()
-        };
+            None => {
+                let made = make()?;
+                self.affinity.get_or_init(|| made).as_ref()
+            }
+        }
+        .filter(|a| fits(a))
+        .ok_or_else(|| Error::Input("nothing to refine".into()))?;
         let up: Vec<f32> = (0..h * w)
-            .map(|i| coarse.sample(&map.values, i % w, i / w).unwrap_or(0.0))
+            .map(|i| {
+                let (x, y) = ((i % w) as f64 + 0.5, (i / w) as f64 + 0.5);
+                map.sample_input(&map.values, x, y).unwrap_or(0.0)
+            })
             .collect();
         Ok(Heatmap {
             method: map.method,

@@ -52,7 +52,6 @@ pub struct Affinity {
     offsets: Vec<isize>,
     /// `weights[k][y·w + x]`: neighbour k's weight at pixel (x, y) (per pixel they sum to 1).
     weights: Vec<Vec<f32>>,
-    iterations: usize,
     settings: Refinement,
 }
 
@@ -127,7 +126,6 @@ impl Affinity {
             pad,
             offsets,
             weights,
-            iterations: r.iterations,
             settings: r.clone(),
         })
     }
@@ -150,7 +148,7 @@ impl Affinity {
         }
         let pw = w + 2 * pad;
         let mut cur = map.to_vec();
-        for _ in 0..self.iterations {
+        for _ in 0..self.settings.iterations {
             let p = padded(&cur, w, h, pad);
             cur.par_chunks_mut(w).enumerate().for_each(|(y, out)| {
                 out.iter_mut().for_each(|v| *v = 0.0);

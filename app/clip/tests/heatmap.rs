@@ -17,6 +17,11 @@ fn fixture(name: &str) -> PathBuf {
 
 type Refs = std::collections::HashMap<String, Tensor>;
 
+/// A reference file of a tiny model's fixture folder.
+fn reference(cfg: &str, file: &str) -> Refs {
+    candle_core::safetensors::load(fixture(cfg).join(file), &Device::Cpu).unwrap()
+}
+
 /// A tiny model's engine, its reference outputs, and its reference image encoded.
 fn encoded(cfg: &str) -> (Engine, Refs, EncodedImage) {
     let dir = fixture(cfg);
@@ -54,11 +59,7 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 fn every_method_matches_its_pytorch_reference() {
     for cfg in ["tiny-quickgelu", "tiny-gelu", "tiny-p14-legacy-eos"] {
         let (engine, r, enc) = encoded(cfg);
-        let h = candle_core::safetensors::load(
-            fixture(cfg).join("heatmap_reference.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
+        let h = reference(cfg, "heatmap_reference.safetensors");
         let feats_diff = (&enc.features - &h["image_embeds0"])
             .unwrap()
             .abs()
@@ -99,11 +100,7 @@ fn refinement_matches_pytorch_pamr() {
     use radclip_clip::refine::Refinement;
     for cfg in ["tiny-quickgelu", "tiny-gelu", "tiny-p14-legacy-eos"] {
         let (engine, r, enc) = encoded(cfg);
-        let f = candle_core::safetensors::load(
-            fixture(cfg).join("refine_reference.safetensors"),
-            &Device::Cpu,
-        )
-        .unwrap();
+        let f = reference(cfg, "refine_reference.safetensors");
         let want = |k: &str| f[k].flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (text, empty) = (
             r["text_embeds"].i(0).unwrap(),

@@ -19,7 +19,6 @@ pub fn load_engine(m: &ModelArgs) -> anyhow::Result<Engine> {
     Engine::load(&m.model, &device).with_context(|| format!("cannot load the model {}", m.model))
 }
 
-/// Image and DICOM files under `dir`, sorted by path (hidden files skipped).
 /// The DICOM and PNG/JPEG files under `dir` (hidden entries skipped), sorted, and how many PNG/JPEG files
 /// were left out as sidecars: in a folder that holds DICOM files, pictures beside them are masks, thumbnails
 /// or exports of those files (the phantoms' `mask-*.png`), not more images of the series.
@@ -61,13 +60,13 @@ fn files_under(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, usize)> {
 
 /// Image features of `files`, prepared and encoded `batch_size` at a time (so a large folder is never
 /// held decoded in memory at once), with the files they came from. A file that cannot be read as an
-/// image goes to `skip` with its error; `skip` may end the whole run by returning an error.
+/// image goes to `skip` with its error (which names the file); `skip` may end the run by returning one.
 fn encode_files(
     engine: &Engine,
     files: &[PathBuf],
     frame: u32,
     batch_size: usize,
-    mut skip: impl FnMut(&Path, radclip_clip::Error) -> anyhow::Result<()>,
+    mut skip: impl FnMut(radclip_clip::Error) -> anyhow::Result<()>,
 ) -> anyhow::Result<(Vec<PathBuf>, Vec<Vec<f32>>)> {
     let (mut paths, mut feats) = (Vec::new(), Vec::new());
     for chunk in files.chunks(batch_size.max(1)) {
@@ -78,7 +77,7 @@ fn encode_files(
                     prepared.push(p);
                     paths.push(f.clone());
                 }
-                Err(e) => skip(f, e)?,
+                Err(e) => skip(e)?,
             }
         }
         if prepared.is_empty() {
@@ -140,7 +139,7 @@ pub fn embed(m: &ModelArgs, a: EmbedArgs) -> anyhow::Result<()> {
             if files.is_empty() {
                 bail!("no DICOM or image files under {}", input.display());
             }
-            let (paths, feats) = encode_files(&engine, &files, a.frame, a.batch_size, |_, e| {
+            let (paths, feats) = encode_files(&engine, &files, a.frame, a.batch_size, |e| {
                 // One bad file in a folder is reported and skipped; a single bad file is an error.
                 if dir {
                     eprintln!("radclip: skipped: {e}");
@@ -192,7 +191,7 @@ pub fn reference(
     }
     let engine = load_engine(m)?;
     let mut skipped = 0usize;
-    let (_, feats) = encode_files(&engine, &files, frame, batch_size, |_, _| {
+    let (_, feats) = encode_files(&engine, &files, frame, batch_size, |_| {
         skipped += 1;
         Ok(())
     })?;

@@ -148,14 +148,24 @@ struct MethodScore {
 
 /// One heatmap of one finding, scored against its mask.
 struct ScoredMap {
-    /// The method, with "+pamr" when refined.
+    /// [`map_name`]: the method, with "+pamr" when refined.
     name: String,
     kind: Kind,
-    /// The min–max normalised map at 128² cell centres, and the mask on that grid.
+    /// The min–max normalised map at 128² cell centres.
     up: Vec<f32>,
-    mask: Vec<bool>,
+    /// Which of the findings' masks on that grid it is scored against.
+    mask: usize,
     top_patch_hit: bool,
     peak_hit: bool,
+}
+
+/// The name a method's map is reported under, refined or not.
+fn map_name(method: Method, refined: bool) -> String {
+    if refined {
+        format!("{}+pamr", method.name())
+    } else {
+        method.name().to_string()
+    }
 }
 
 /// The pointing game's tolerance (Zhang et al., "Top-down neural attention by excitation backprop").
@@ -397,6 +407,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| k.name().to_string())
     };
     let mut maps: Vec<ScoredMap> = Vec::new();
+    let mut masks: Vec<Vec<bool>> = Vec::new();
     let grid_side = 128usize;
     let refinement = Refinement::default();
     for r in set
@@ -424,13 +435,14 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             if !m.iter().any(|v| *v) {
                 continue;
             }
+            masks.push(m);
             for method in Method::ALL {
                 let map = engine.heatmap(&enc, method, &prompt_of(f.kind))?;
                 let refined = enc.refine(&map, &refinement)?;
                 let patch_grid = map.grid;
                 for (name, map) in [
-                    (method.name().to_string(), map),
-                    (format!("{}+pamr", method.name()), refined),
+                    (map_name(method, false), map),
+                    (map_name(method, true), refined),
                 ] {
                     let norm = map.normalized();
                     let up: Vec<f32> = (0..grid_side * grid_side)
@@ -444,7 +456,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
                         name,
                         kind: f.kind,
                         up,
-                        mask: m.clone(),
+                        mask: masks.len() - 1,
                         top_patch_hit: top_patch_hit(&map, patch_grid, mask, size),
                         peak_hit: map
                             .peak()
@@ -457,7 +469,7 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
     let mut methods = BTreeMap::new();
     let names: Vec<String> = Method::ALL
         .iter()
-        .flat_map(|m| [m.name().to_string(), format!("{}+pamr", m.name())])
+        .flat_map(|m| [map_name(*m, false), map_name(*m, true)])
         .collect();
     for name in names {
         let mine: Vec<&ScoredMap> = maps.iter().filter(|m| m.name == name).collect();
@@ -466,14 +478,14 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         }
         let iou_at = |t: f32, m: &ScoredMap| {
             let (mut inter, mut uni) = (0usize, 0usize);
-            for (v, g) in m.up.iter().zip(&m.mask) {
+            for (v, g) in m.up.iter().zip(&masks[m.mask]) {
                 let p = *v >= t;
                 inter += usize::from(p && *g);
                 uni += usize::from(p || *g);
             }
             inter as f64 / uni.max(1) as f64
         };
-        let share = |ms: &[&&ScoredMap], f: fn(&ScoredMap) -> bool| {
+        let share = |ms: &[&ScoredMap], f: fn(&ScoredMap) -> bool| {
             ms.iter().filter(|m| f(m)).count() as f64 / ms.len().max(1) as f64
         };
         let thresholds: Vec<f32> = (1..20).map(|i| i as f32 * 0.05).collect();
@@ -487,17 +499,16 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             })
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .unwrap_or((0.5, 0.0));
-        let all: Vec<&&ScoredMap> = mine.iter().collect();
         let mut s = MethodScore {
-            pointing_game: share(&all, |m| m.top_patch_hit),
-            pointing_game_15px: share(&all, |m| m.peak_hit),
+            pointing_game: share(&mine, |m| m.top_patch_hit),
+            pointing_game_15px: share(&mine, |m| m.peak_hit),
             best_threshold: f64::from(best_t),
             mean_iou: best,
             maps: mine.len(),
             ..Default::default()
         };
         for k in Kind::ALL {
-            let km: Vec<&&ScoredMap> = mine.iter().filter(|m| m.kind == k).collect();
+            let km: Vec<&ScoredMap> = mine.iter().copied().filter(|m| m.kind == k).collect();
             if km.is_empty() {
                 continue;
             }
