@@ -1,7 +1,8 @@
-//! Exact search against a full sort, errors, and a save/load round trip.
+//! Exact search against a full sort, maximal marginal relevance against its definition, errors, and a
+//! save/load round trip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use radclip_index::{Index, IndexError};
+use radclip_index::{Diversity, Index, IndexError};
 
 /// A fixed pseudo-random stream (splitmix64), so the test data is the same on every run.
 fn stream(seed: u64) -> impl FnMut() -> f32 {
@@ -115,4 +116,100 @@ fn save_and_load_round_trip_and_reject_damaged_files() {
         let e = Index::<String>::load(&path).unwrap_err();
         assert!(matches!(e, IndexError::Read { .. }), "{e}");
     }
+}
+
+/// Cosine of two raw vectors, in f64.
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let n = |x: &[f32]| x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>().sqrt();
+    dot / (n(a) * n(b))
+}
+
+#[test]
+fn diverse_search_follows_the_mmr_definition() {
+    let mut r = stream(11);
+    let dim = 16;
+    let mut idx = Index::new(dim);
+    let mut raw: Vec<Vec<f32>> = Vec::new();
+    // Clusters of near-duplicates, as rewordings of a few reports are.
+    let centres: Vec<Vec<f32>> = (0..6).map(|_| (0..dim).map(|_| r()).collect()).collect();
+    for i in 0..300 {
+        let c = &centres[i % centres.len()];
+        let v: Vec<f32> = c.iter().map(|x| x + 0.15 * r()).collect();
+        idx.add(&v, i).unwrap();
+        raw.push(v);
+    }
+    for lambda in [0.3f32, 0.6, 0.9] {
+        for _ in 0..10 {
+            let q: Vec<f32> = (0..dim).map(|_| r()).collect();
+            let d = Diversity { lambda, pool: 30 };
+            let got = idx.search_diverse(&q, 5, d).unwrap();
+            // The definition, written out: the pool is the 30 nearest by cosine, then greedily
+            // argmax λ·cos(q, c) − (1 − λ)·max over chosen s of cos(c, s).
+            let mut pool: Vec<usize> = (0..raw.len()).collect();
+            pool.sort_by(|a, b| cosine(&raw[*b], &q).total_cmp(&cosine(&raw[*a], &q)));
+            pool.truncate(30);
+            let mut want: Vec<usize> = Vec::new();
+            while want.len() < 5 {
+                let value = |c: usize| {
+                    let red = want
+                        .iter()
+                        .map(|s| cosine(&raw[c], &raw[*s]))
+                        .fold(f64::NEG_INFINITY, f64::max);
+                    let red = if want.is_empty() { 0.0 } else { red };
+                    f64::from(lambda) * cosine(&raw[c], &q) - f64::from(1.0 - lambda) * red
+                };
+                let best = pool
+                    .iter()
+                    .copied()
+                    .filter(|c| !want.contains(c))
+                    .max_by(|a, b| value(*a).total_cmp(&value(*b)))
+                    .unwrap();
+                want.push(best);
+            }
+            let got_items: Vec<usize> = got.iter().map(|h| *h.item).collect();
+            assert_eq!(got_items, want, "lambda {lambda}");
+            for h in &got {
+                assert!((f64::from(h.score) - cosine(&raw[*h.item], &q)).abs() < 1e-5);
+            }
+        }
+    }
+    // λ = 1 is the plain search. A query between two clusters, nearer the first: the plain top 5 is the
+    // first cluster only, and a lower λ also lists the second.
+    let q: Vec<f32> = centres[0]
+        .iter()
+        .zip(&centres[1])
+        .map(|(a, b)| a + 0.8 * b)
+        .collect();
+    let plain: Vec<usize> = idx.search(&q, 5).unwrap().iter().map(|h| *h.item).collect();
+    let same = idx
+        .search_diverse(
+            &q,
+            5,
+            Diversity {
+                lambda: 1.0,
+                pool: 40,
+            },
+        )
+        .unwrap();
+    assert_eq!(same.iter().map(|h| *h.item).collect::<Vec<_>>(), plain);
+    let clusters = |items: &[usize]| {
+        let mut c: Vec<usize> = items.iter().map(|i| i % centres.len()).collect();
+        c.sort_unstable();
+        c.dedup();
+        c.len()
+    };
+    let diverse: Vec<usize> = idx
+        .search_diverse(&q, 5, Diversity::default())
+        .unwrap()
+        .iter()
+        .map(|h| *h.item)
+        .collect();
+    assert_eq!(diverse[0], plain[0]);
+    assert_eq!(clusters(&plain), 1);
+    assert!(clusters(&diverse) > 1, "{diverse:?}");
 }

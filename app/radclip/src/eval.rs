@@ -6,7 +6,8 @@
 //!   temperature that minimises the log-loss on a separate calibration seed;
 //! - paraphrase robustness: per image and finding, the range of the probabilities from five paraphrase
 //!   pairs that appear neither in training nor in `findings.toml`;
-//! - report retrieval: recall@5 of a report (of another study) stating the same findings;
+//! - report retrieval: recall@5 of a report (of another study) stating the same findings, in the order
+//!   the viewer lists them (maximal marginal relevance) and by similarity alone;
 //! - heatmaps, each method: pointing game (the top patch overlaps the mask) and IoU at the best threshold
 //!   over the whole set (map bilinearly upsampled, min–max normalised, thresholds 0.05…0.95); each also
 //!   refined along the image's edges (PAMR, `<method>+pamr`).
@@ -381,21 +382,28 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         .to_vec2()?;
     let label =
         |r: &Rendered| -> Vec<bool> { Kind::ALL.iter().map(|k| r.truth.case.has(*k)).collect() };
-    let mut hits = 0usize;
+    // As the viewer lists them (maximal marginal relevance), and by similarity alone.
+    let mut library = radclip_index::Index::new(rf.first().map_or(0, Vec::len));
+    for (j, t) in rf.iter().enumerate() {
+        library.add(t, j)?;
+    }
+    let diversity = radclip_index::Diversity::default();
+    let (mut hits, mut hits_plain) = (0usize, 0usize);
     for (qi, img) in imgs.iter().enumerate() {
-        let mut sims: Vec<(f64, usize)> = rf
-            .iter()
-            .enumerate()
-            .filter(|(j, _)| *j != qi)
-            .map(|(j, t)| (img.iter().zip(t).map(|(a, b)| f64::from(a * b)).sum(), j))
+        let near: Vec<_> = library
+            .search(img, diversity.pool + 1)?
+            .into_iter()
+            .filter(|h| *h.item != qi)
             .collect();
-        sims.sort_by(|a, b| b.0.total_cmp(&a.0));
         let want = label(&set[qi]);
-        if sims.iter().take(5).any(|(_, j)| label(&set[*j]) == want) {
-            hits += 1;
-        }
+        let found = |hs: &[radclip_index::Hit<'_, usize>]| {
+            hs.iter().take(5).any(|h| label(&set[*h.item]) == want)
+        };
+        hits_plain += usize::from(found(&near));
+        hits += usize::from(found(&library.rerank(near, 5, diversity.lambda)));
     }
     let recall5 = hits as f64 / set.len().max(1) as f64;
+    let recall5_plain = hits_plain as f64 / set.len().max(1) as f64;
 
     // Heatmaps on the first studies with findings.
     let prompt_of = |k: Kind| -> String {
@@ -546,6 +554,15 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         );
     }
     report.insert("retrieval_recall_at_5".into(), recall5.into());
+    report.insert(
+        "retrieval_recall_at_5_by_similarity".into(),
+        recall5_plain.into(),
+    );
+    report.insert(
+        "retrieval_diversity".into(),
+        // f32 printed as its nearest short decimal, not 0.6000000238.
+        serde_json::json!({"lambda": (f64::from(diversity.lambda) * 1e6).round() / 1e6, "pool": diversity.pool}),
+    );
     report.insert("heatmaps".into(), serde_json::to_value(&methods)?);
     let text = serde_json::to_string_pretty(&serde_json::Value::Object(report)).context("json")?;
     println!("{text}");

@@ -347,7 +347,10 @@ impl State {
             .to_dtype(candle_core::DType::F32)
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| e.to_string())?;
-        let hits = lib.search(&q, SIMILAR).map_err(|e| e.to_string())?;
+        // Diverse, so the list is not five rewordings of one report (measured in `radclip eval`).
+        let hits = lib
+            .search_diverse(&q, SIMILAR, radclip_index::Diversity::default())
+            .map_err(|e| e.to_string())?;
         send(AiEvent::Similar {
             key: key.clone(),
             reports: hits

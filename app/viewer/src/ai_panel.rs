@@ -416,8 +416,18 @@ impl AiPanel {
                 ui.colored_label(Color32::LIGHT_RED, m);
             }
             LibraryStatus::Ready(n) => {
-                ui.strong("Most similar reports");
-                ui.small(format!("of {n} in the library, by cosine similarity"));
+                ui.strong("Similar reports");
+                ui.small(format!(
+                    "of {n} in the library: the nearest, then the nearest unlike those above"
+                ))
+                .on_hover_text({
+                    let d = radclip_index::Diversity::default();
+                    format!(
+                        "Cosine similarity to the image; after the first, maximal marginal relevance \
+                         among the {} nearest (λ {}), so rewordings of one report do not fill the list.",
+                        d.pool, d.lambda
+                    )
+                });
                 for (i, r) in a.similar.iter().flatten().enumerate() {
                     egui::CollapsingHeader::new(format!("{:.2}  {}", r.score, r.report.summary))
                         .id_salt(("similar", i))
