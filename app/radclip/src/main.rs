@@ -183,8 +183,8 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 1e-3)]
         lr: f64,
-        /// Input side in pixels, a multiple of the 16-px patch (the demo model: 192).
-        #[arg(long, default_value_t = 192)]
+        /// Input side in pixels, a multiple of the 16-px patch (the demo model's by default).
+        #[arg(long, default_value_t = train::demo_config().vision.image_size)]
         image_size: usize,
     },
     /// Measure a model on held-out phantoms: zero-shot AUROC, calibration, paraphrase robustness, report
