@@ -25,6 +25,13 @@ pub struct Finding {
     pub name: String,
     pub positive: Vec<String>,
     pub negative: Vec<String>,
+    /// Words reports use for the finding, for the report labeler (`radclip-report`); `*` stands
+    /// for up to three words. Optional: a list without them still scores images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<String>,
+    /// Look-alikes that are not the finding ("pericardial effusion" for a pleural effusion).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_mentions: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]

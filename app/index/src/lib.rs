@@ -6,7 +6,8 @@
 //! little-endian f32 rows, written atomically.
 //!
 //! [`Index::search_diverse`] re-ranks the nearest rows by maximal marginal relevance, so a short list
-//! shows different reports instead of five rewordings of the best match.
+//! shows different reports instead of five rewordings of the best match; [`first_per_key`] keeps the
+//! nearest of each kind (e.g. each set of findings a report states).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -299,4 +300,36 @@ impl<T> Index<T> {
             items: h.items,
         })
     }
+}
+
+/// The first of each distinct `key` among `candidates` (best first), in their order, until `k` are
+/// chosen; when there are fewer keys than `k`, the rest are the best of those left. For similar
+/// reports keyed by the findings they state, the list then shows the nearest report of each of the
+/// nearest readings, where plain similarity may show five reports that say the same.
+pub fn first_per_key<'a, T, K: PartialEq>(
+    candidates: Vec<Hit<'a, T>>,
+    k: usize,
+    key: impl Fn(&Hit<'a, T>) -> K,
+) -> Vec<Hit<'a, T>> {
+    let mut seen: Vec<K> = Vec::new();
+    let mut chosen = Vec::with_capacity(k.min(candidates.len()));
+    let mut rest = Vec::new();
+    for hit in candidates {
+        let kk = key(&hit);
+        if chosen.len() < k && !seen.contains(&kk) {
+            seen.push(kk);
+            chosen.push(hit);
+        } else {
+            rest.push(hit);
+        }
+    }
+    let missing = k.saturating_sub(chosen.len());
+    chosen.extend(rest.into_iter().take(missing));
+    // Best first again, whichever way each was chosen.
+    chosen.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(a.position.cmp(&b.position))
+    });
+    chosen
 }

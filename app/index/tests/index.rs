@@ -1,8 +1,8 @@
-//! Exact search against a full sort, maximal marginal relevance against its definition, errors, and a
-//! save/load round trip.
+//! Exact search against a full sort, maximal marginal relevance against its definition, one per key,
+//! errors, and a save/load round trip.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use radclip_index::{Diversity, Index, IndexError};
+use radclip_index::{Diversity, Index, IndexError, first_per_key};
 
 /// A fixed pseudo-random stream (splitmix64), so the test data is the same on every run.
 fn stream(seed: u64) -> impl FnMut() -> f32 {
@@ -212,4 +212,49 @@ fn diverse_search_follows_the_mmr_definition() {
     assert_eq!(diverse[0], plain[0]);
     assert_eq!(clusters(&plain), 1);
     assert!(clusters(&diverse) > 1, "{diverse:?}");
+}
+
+#[test]
+fn first_per_key_keeps_the_nearest_of_each_key_then_fills_by_similarity() {
+    let mut r = stream(11);
+    let dim = 16;
+    let mut idx = Index::new(dim);
+    for i in 0..300usize {
+        let v: Vec<f32> = (0..dim).map(|_| r()).collect();
+        // Seven keys.
+        idx.add(&v, (i, (i / 3) % 7)).unwrap();
+    }
+    let q: Vec<f32> = (0..dim).map(|_| r()).collect();
+    let pool = idx.search(&q, 300).unwrap();
+    let got = first_per_key(pool.clone(), 5, |h| h.item.1);
+    // Brute force: walk the full sort and keep each key's first row.
+    let mut want = Vec::new();
+    let mut keys = Vec::new();
+    for h in &pool {
+        if !keys.contains(&h.item.1) && want.len() < 5 {
+            keys.push(h.item.1);
+            want.push(h.position);
+        }
+    }
+    assert_eq!(got.iter().map(|h| h.position).collect::<Vec<_>>(), want);
+    assert!(got.windows(2).all(|w| w[0].score >= w[1].score));
+    // Fewer keys than asked for: one of each, then the best of the rest.
+    let two = first_per_key(pool.clone(), 4, |h| h.item.1 % 2);
+    let firsts: Vec<usize> = [0usize, 1]
+        .iter()
+        .map(|k| pool.iter().find(|h| h.item.1 % 2 == *k).unwrap().position)
+        .collect();
+    let rest: Vec<usize> = pool
+        .iter()
+        .map(|h| h.position)
+        .filter(|p| !firsts.contains(p))
+        .take(2)
+        .collect();
+    let mut expect: Vec<usize> = firsts.iter().chain(&rest).copied().collect();
+    expect.sort_by(|a, b| {
+        let s = |p: &usize| pool.iter().find(|h| h.position == *p).unwrap().score;
+        s(b).total_cmp(&s(a))
+    });
+    assert_eq!(two.iter().map(|h| h.position).collect::<Vec<_>>(), expect);
+    assert!(first_per_key(pool, 0, |h| h.item.1).is_empty());
 }

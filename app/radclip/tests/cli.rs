@@ -170,3 +170,46 @@ fn demo_model_finds_the_pneumothorax_of_the_demo_radiograph_and_says_not_for_cli
         assert!(prob(absent) < 50.0, "{absent}: {text}");
     }
 }
+
+/// `radclip eval` on a small held-out set: the report labeler reads every phantom report back as it
+/// was written (from the case's truth), and listing the nearest report of each stated set of findings
+/// finds a report with the image's findings more often than similarity alone or maximal marginal
+/// relevance (at 400 studies: 0.9475 against 0.7925 and 0.84, `models/radclip-demo/eval.json`).
+#[test]
+fn eval_lists_similar_reports_one_per_set_of_stated_findings() {
+    let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/radclip-demo");
+    let out = bin()
+        .args([
+            "eval",
+            "--count",
+            "200",
+            "--calibration-count",
+            "50",
+            "--heatmaps",
+            "0",
+            "--model",
+        ])
+        .arg(model)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["report_labeler_read_back"], 1.0);
+    let listed = v["retrieval_recall_at_5"].as_f64().unwrap();
+    let plain = v["retrieval_recall_at_5_by_similarity"].as_f64().unwrap();
+    let mmr = v["retrieval_recall_at_5_mmr"].as_f64().unwrap();
+    assert!(
+        listed >= 0.85 && listed >= plain + 0.05 && listed > mmr,
+        "recall@5 as listed {listed}, by similarity {plain}, MMR {mmr}"
+    );
+    assert!(
+        v["retrieval_listing"]
+            .as_str()
+            .unwrap()
+            .contains("set of findings")
+    );
+}

@@ -49,6 +49,9 @@ pub struct AiFrame {
 pub struct SimilarReport {
     pub score: f32,
     pub report: LibraryReport,
+    /// The findings of the model's list the report states (present or hedged), as its text reads;
+    /// `None` when the list has no words to read reports with.
+    pub stated: Option<Vec<String>>,
 }
 
 /// Which map to draw: the method, and whether it is refined along the image's edges (PAMR,
@@ -97,6 +100,8 @@ pub enum AiEvent {
     /// The report library is embedded.
     LibraryReady {
         reports: usize,
+        /// Listed one per set of stated findings (else by maximal marginal relevance).
+        by_findings: bool,
     },
     LibraryFailed(String),
     Findings {
@@ -170,18 +175,23 @@ impl AiWorker {
     }
 }
 
+/// A library report and, per finding of the list, whether its text states it.
+struct Listed {
+    report: LibraryReport,
+    stated: Vec<bool>,
+}
+
 /// Reports still to embed, in order, and the index they go into.
-type PendingLibrary = (
-    std::vec::IntoIter<LibraryReport>,
-    Option<Index<LibraryReport>>,
-);
+type PendingLibrary = (std::vec::IntoIter<LibraryReport>, Option<Index<Listed>>);
 
 struct State {
     engine: Engine,
     prompts: PromptSet,
     /// Complete libraries only: a partial one would give other reports than the finished one.
-    library: Option<Index<LibraryReport>>,
+    library: Option<Index<Listed>>,
     pending: Option<PendingLibrary>,
+    /// Reads the library's reports with the list's words; `None` when the list has none.
+    labeler: Option<radclip_report::Labeler>,
     /// The frame read last, kept so that a new prompt on it is cheap.
     current: Option<(FrameKey, EncodedImage)>,
 }
@@ -225,9 +235,21 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
             })
             .collect(),
     });
+    // A list's words that do not parse leave the similar list by maximal marginal relevance; the
+    // finding list itself loaded, so the rest of the panel works.
+    let labeler =
+        radclip_report::Labeler::new(list.finding.iter().map(|f| radclip_report::Concept {
+            name: f.name.clone(),
+            mentions: f.mentions.clone(),
+            not_mentions: f.not_mentions.clone(),
+        }))
+        .inspect_err(|e| tracing::warn!("report labeler off: {e}"))
+        .ok()
+        .filter(radclip_report::Labeler::has_mentions);
     let mut state = State {
         engine,
         prompts,
+        labeler,
         library: None,
         pending: setup.library.map(|make| (make().into_iter(), None)),
         current: None,
@@ -301,10 +323,15 @@ impl State {
         let batch: Vec<LibraryReport> = todo.by_ref().take(LIBRARY_BATCH).collect();
         if !batch.is_empty() {
             let added = embed_reports(&self.engine, &batch).and_then(|feats| {
-                for (r, f) in batch.into_iter().zip(feats) {
+                for (report, f) in batch.into_iter().zip(feats) {
+                    let stated = self
+                        .labeler
+                        .as_ref()
+                        .map(|l| l.stated(&report.text))
+                        .unwrap_or_default();
                     index
                         .get_or_insert_with(|| Index::new(f.len()))
-                        .add(&f, r)
+                        .add(&f, Listed { report, stated })
                         .map_err(|e| radclip_clip::Error::Input(e.to_string()))?;
                 }
                 Ok(())
@@ -321,6 +348,7 @@ impl State {
         let index = index.unwrap_or_else(|| Index::new(0));
         send(AiEvent::LibraryReady {
             reports: index.len(),
+            by_findings: self.labeler.is_some(),
         });
         self.library = Some(index);
         if let Some((key, encoded)) = &self.current
@@ -347,17 +375,34 @@ impl State {
             .to_dtype(candle_core::DType::F32)
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| e.to_string())?;
-        // Diverse, so the list is not five rewordings of one report (measured in `radclip eval`).
-        let hits = lib
-            .search_diverse(&q, SIMILAR, radclip_index::Diversity::default())
-            .map_err(|e| e.to_string())?;
+        // Diverse, so the list is not five rewordings of one report: the nearest report of each set
+        // of stated findings, or maximal marginal relevance without words (measured in `radclip eval`).
+        let diversity = radclip_index::Diversity::default();
+        let hits = match &self.labeler {
+            // The whole library: the fifth set may be far, and its score says so (exact search is
+            // milliseconds at archive sizes).
+            Some(_) => lib
+                .search(&q, lib.len())
+                .map(|all| radclip_index::first_per_key(all, SIMILAR, |h| &h.item.stated)),
+            None => lib.search_diverse(&q, SIMILAR, diversity),
+        }
+        .map_err(|e| e.to_string())?;
+        let names = |stated: &[bool]| -> Vec<String> {
+            self.labeler
+                .iter()
+                .flat_map(|l| l.names().iter().zip(stated))
+                .filter(|(_, s)| **s)
+                .map(|(n, _)| n.clone())
+                .collect()
+        };
         send(AiEvent::Similar {
             key: key.clone(),
             reports: hits
                 .into_iter()
                 .map(|h| SimilarReport {
                     score: h.score,
-                    report: h.item.clone(),
+                    report: h.item.report.clone(),
+                    stated: self.labeler.as_ref().map(|_| names(&h.item.stated)),
                 })
                 .collect(),
         });

@@ -34,7 +34,8 @@ fn cap_first(s: &str) -> String {
 pub enum LibraryStatus {
     None,
     Embedding,
-    Ready(usize),
+    /// Reports in it, and whether they are listed one per set of stated findings.
+    Ready(usize, bool),
     Failed(String),
 }
 
@@ -133,7 +134,10 @@ impl AiPanel {
                     self.findings = findings;
                 }
                 AiEvent::LoadFailed(m) => self.status = ModelStatus::Failed(m),
-                AiEvent::LibraryReady { reports } => self.library = LibraryStatus::Ready(reports),
+                AiEvent::LibraryReady {
+                    reports,
+                    by_findings,
+                } => self.library = LibraryStatus::Ready(reports, by_findings),
                 AiEvent::LibraryFailed(m) => self.library = LibraryStatus::Failed(m),
                 AiEvent::Findings { key, scores, ms } => {
                     // Until the user picks a prompt, each image's most probable finding is mapped when
@@ -415,24 +419,40 @@ impl AiPanel {
             LibraryStatus::Failed(m) => {
                 ui.colored_label(Color32::LIGHT_RED, m);
             }
-            LibraryStatus::Ready(n) => {
+            LibraryStatus::Ready(n, by_findings) => {
                 ui.strong("Similar reports");
-                ui.small(format!(
-                    "of {n} in the library: the nearest, then the nearest unlike those above"
-                ))
-                .on_hover_text({
+                if *by_findings {
+                    ui.small(format!(
+                        "of {n} in the library: the nearest report of each set of findings"
+                    ))
+                    .on_hover_text(
+                        "Cosine similarity to the image. In order of similarity, the first report of \
+                         each set of findings its text states (read with the model's finding list), \
+                         so five rewordings of one reading do not fill the list.",
+                    );
+                } else {
                     let d = radclip_index::Diversity::default();
-                    format!(
+                    ui.small(format!(
+                        "of {n} in the library: the nearest, then the nearest unlike those above"
+                    ))
+                    .on_hover_text(format!(
                         "Cosine similarity to the image; after the first, maximal marginal relevance \
                          among the {} nearest (λ {}), so rewordings of one report do not fill the list.",
                         d.pool, d.lambda
-                    )
-                });
+                    ));
+                }
                 for (i, r) in a.similar.iter().flatten().enumerate() {
                     egui::CollapsingHeader::new(format!("{:.2}  {}", r.score, r.report.summary))
                         .id_salt(("similar", i))
                         .show(ui, |ui| {
                             ui.small(&r.report.title);
+                            if let Some(stated) = &r.stated {
+                                ui.small(if stated.is_empty() {
+                                    "States none of the listed findings.".to_string()
+                                } else {
+                                    format!("States: {}.", stated.join(", "))
+                                });
+                            }
                             ui.label(&r.report.text);
                         });
                 }

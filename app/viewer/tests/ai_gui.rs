@@ -230,12 +230,40 @@ fn findings_do_not_wait_for_the_report_library() {
         for e in worker.poll() {
             match e {
                 AiEvent::Findings { key: k, .. } if k == key => order.push("findings"),
-                AiEvent::LibraryReady { reports } => {
+                AiEvent::LibraryReady {
+                    reports,
+                    by_findings,
+                } => {
                     assert_eq!(reports, 2_000);
+                    assert!(by_findings, "the demo list has words to read reports with");
                     order.push("library");
                 }
                 AiEvent::Similar { key: k, reports } if k == key => {
                     assert_eq!(reports.len(), radclip_viewer::ai::SIMILAR);
+                    // One per set of stated findings, each set what the archive study was written from.
+                    let mut sets = Vec::new();
+                    for r in &reports {
+                        let stated = r.stated.clone().unwrap();
+                        let i: u64 = r
+                            .report
+                            .title
+                            .trim_start_matches("Archive study ")
+                            .parse()
+                            .unwrap();
+                        let case = radclip_phantom::cxr_sample(1, i).case;
+                        let mut truth: Vec<String> = radclip_phantom::Kind::ALL
+                            .iter()
+                            .filter(|k| case.has(**k))
+                            .map(|k| k.name().to_lowercase())
+                            .collect();
+                        let mut got: Vec<String> =
+                            stated.iter().map(|s| s.to_lowercase()).collect();
+                        truth.sort();
+                        got.sort();
+                        assert_eq!(got, truth, "{}", r.report.text);
+                        assert!(!sets.contains(&got), "{got:?} listed twice");
+                        sets.push(got);
+                    }
                     order.push("similar");
                 }
                 AiEvent::LoadFailed(m) | AiEvent::LibraryFailed(m) => panic!("{m}"),
