@@ -23,9 +23,9 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-pub fn demo_labeler() -> Labeler {
-    let text =
-        std::fs::read_to_string(workspace().join("models/radclip-demo/findings.toml")).unwrap();
+/// The labeler of a finding list in `models/`.
+pub fn labeler(list: &str) -> Labeler {
+    let text = std::fs::read_to_string(workspace().join("models").join(list)).unwrap();
     let list: List = toml::from_str(&text).unwrap();
     Labeler::new(list.finding.into_iter().map(|f| Concept {
         name: f.name,
@@ -33,4 +33,8 @@ pub fn demo_labeler() -> Labeler {
         not_mentions: f.not_mentions,
     }))
     .unwrap()
+}
+
+pub fn demo_labeler() -> Labeler {
+    labeler("radclip-demo/findings.toml")
 }
