@@ -256,15 +256,16 @@ fn clauses(text: &str) -> Vec<Vec<Token>> {
             word.extend(c.to_lowercase());
             continue;
         }
-        let prev_alnum = i > 0 && chars[i - 1].1.is_alphanumeric();
+        let prev = i.checked_sub(1).map(|j| chars[j].1);
         let next = chars.get(i + 1).map(|p| p.1);
-        if (c == '\'' || c == '’') && prev_alnum && next.is_some_and(char::is_alphanumeric) {
+        if (c == '\'' || c == '’')
+            && prev.is_some_and(char::is_alphanumeric)
+            && next.is_some_and(char::is_alphanumeric)
+        {
             continue;
         }
         if c == '.'
-            && chars
-                .get(i.wrapping_sub(1))
-                .is_some_and(|p| p.1.is_ascii_digit())
+            && prev.is_some_and(|p| p.is_ascii_digit())
             && next.is_some_and(|n| n.is_ascii_digit())
         {
             word.push('.');
@@ -398,9 +399,13 @@ fn is_terminator(tokens: &[Token], at: usize) -> bool {
         .is_some_and(|t| TERMINATOR.contains(&t.text.as_str()))
 }
 
-/// What the clause `tokens` says of the mention at `span`.
-fn assess(tokens: &[Token], span: std::ops::Range<usize>, gap_negated: bool) -> Assertion {
-    let doubt = uncertain_spans(tokens);
+/// What the clause `tokens` says of the mention at `span`; `doubt`: the clause's uncertainty phrases.
+fn assess(
+    tokens: &[Token],
+    doubt: &[std::ops::Range<usize>],
+    span: std::ops::Range<usize>,
+    gap_negated: bool,
+) -> Assertion {
     let near = |r: &std::ops::Range<usize>| {
         (r.end <= span.start && span.start - r.end <= UNCERTAIN_BEFORE)
             || (r.start >= span.end && r.start - span.end <= AFTER)
@@ -492,8 +497,9 @@ impl Labeler {
     pub fn mentions(&self, text: &str) -> Vec<Mention> {
         let mut out = Vec::new();
         for clause in clauses(text) {
+            let clause = clause.as_slice();
+            let doubt = uncertain_spans(clause);
             for (ci, c) in self.concepts.iter().enumerate() {
-                let clause = clause.as_slice();
                 let blocked: Vec<std::ops::Range<usize>> = (0..clause.len())
                     .flat_map(|s| {
                         c.not_mentions
@@ -517,7 +523,7 @@ impl Labeler {
                         out.push(Mention {
                             concept: ci,
                             range: clause[s].range.start..clause[e - 1].range.end,
-                            assertion: assess(clause, s..e, negated),
+                            assertion: assess(clause, &doubt, s..e, negated),
                         });
                     }
                     s = e;

@@ -387,14 +387,6 @@ impl State {
             None => lib.search_diverse(&q, SIMILAR, diversity),
         }
         .map_err(|e| e.to_string())?;
-        let names = |stated: &[bool]| -> Vec<String> {
-            self.labeler
-                .iter()
-                .flat_map(|l| l.names().iter().zip(stated))
-                .filter(|(_, s)| **s)
-                .map(|(n, _)| n.clone())
-                .collect()
-        };
         send(AiEvent::Similar {
             key: key.clone(),
             reports: hits
@@ -402,7 +394,14 @@ impl State {
                 .map(|h| SimilarReport {
                     score: h.score,
                     report: h.item.report.clone(),
-                    stated: self.labeler.as_ref().map(|_| names(&h.item.stated)),
+                    stated: self.labeler.as_ref().map(|l| {
+                        l.names()
+                            .iter()
+                            .zip(&h.item.stated)
+                            .filter(|(_, s)| **s)
+                            .map(|(n, _)| n.clone())
+                            .collect()
+                    }),
                 })
                 .collect(),
         });
