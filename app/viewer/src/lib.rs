@@ -1,6 +1,7 @@
 //! radclip's viewer: egui state, input and drawing over the `radclip-dicom` engine. It owns no
 //! algorithm: decoding, the pixel pipeline and measurements live in the engine.
 
+pub mod actions;
 pub mod ai;
 pub mod ai_panel;
 pub mod app;
@@ -11,17 +12,6 @@ pub mod tags;
 pub mod transform;
 
 pub use app::ViewerApp;
-
-/// Keyboard and mouse reference, shown in the help window and the README.
-pub const HELP: &str = "\
-Mouse: left drag = window/level (or the active measurement tool), middle drag = pan,
-       right drag = zoom, wheel = next/previous slice, Ctrl+wheel = zoom (rebind in the Mouse menu)
-Slices: Up/Down or Left/Right = ±1, PageUp/PageDown = ±10, Home/End = first/last, Space = cine
-Window: 1–5 = presets (CT: soft tissue, lung, bone, brain, file; others: file, min/max), 0 = reset
-View: F = fit, R = rotate 90°, H/V = flip, I = invert, O = corner text, P = hide patient data,
-      S = segmentation masks (DICOM SEG), T = tag browser, A = AI panel (findings, heatmap, similar reports)
-Tools: W or Esc = window/level, L = line, B = rectangle ROI, E = ellipse ROI,
-       Ctrl+Z = undo measurement, Delete = clear measurements";
 
 struct EframeApp(ViewerApp);
 
