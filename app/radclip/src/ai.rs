@@ -307,3 +307,17 @@ pub fn heatmap(m: &ModelArgs, a: HeatmapArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// A phantom study's report as a library report, as the demo archive and `radclip eval` both hold it:
+/// the whole text labelled, the findings section embedded (CLIP text towers read 77 tokens).
+pub fn library_report(
+    title: String,
+    r: &radclip_phantom::report::Report,
+) -> radclip_assist::LibraryReport {
+    radclip_assist::LibraryReport {
+        title,
+        summary: r.impression.replace('\n', " "),
+        text: r.text(),
+        embedded: r.findings.clone(),
+    }
+}

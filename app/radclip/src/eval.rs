@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use candle_core::{DType, Tensor};
+use radclip_assist::{Listing, ReportLibrary};
 use radclip_clip::engine::Engine;
 use radclip_clip::heatmap::{EncodedImage, Method};
 use radclip_clip::preprocess::Rgb8;
@@ -374,73 +375,48 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         }
     }
 
-    // Retrieval: each image's top 5 among the other studies' reports (findings sections).
-    let reports: Vec<String> = set
-        .iter()
-        .map(|r| r.truth.report.findings.clone())
-        .collect();
-    let rf: Vec<Vec<f32>> = radclip_clip::model::l2_normalize(&engine.encode_texts(&reports)?)?
-        .to_dtype(DType::F32)?
-        .to_vec2()?;
+    // Retrieval: each image's top 5 among the other studies' reports, listed by the library the viewer
+    // lists from (radclip_assist): as shown, by maximal marginal relevance, and by similarity alone.
     let label =
         |r: &Rendered| -> Vec<bool> { Kind::ALL.iter().map(|k| r.truth.case.has(*k)).collect() };
-    // What each report states, read from its text by the list's words (as the viewer reads its library).
-    let labeler =
-        radclip_report::Labeler::new(list.finding.iter().map(|f| radclip_report::Concept {
-            name: f.name.clone(),
-            mentions: f.mentions.clone(),
-            not_mentions: f.not_mentions.clone(),
-        }))?;
-    let labelled = labeler.has_mentions();
-    // The whole report, as the viewer labels its library (the search embeds the findings section).
-    let stated: Vec<Vec<bool>> = set
-        .iter()
-        .map(|r| labeler.stated(&r.truth.report.text()))
-        .collect();
+    // What each report states, read from its text by the list's words (as the library reads it).
+    let words = radclip_report::Labeler::new(radclip_assist::library::concepts(&list))?;
+    let labelled = words.has_mentions();
     // Read back as written: the labeler's sets against the truth the reports were written from.
     let read_back = set
         .iter()
-        .zip(&stated)
-        .filter(|(r, s)| {
+        .filter(|r| {
             kinds
                 .iter()
-                .zip(s.iter())
-                .all(|(k, st)| k.is_none_or(|k| r.truth.case.has(k) == *st))
+                .zip(words.stated(&r.truth.report.text()))
+                .all(|(k, st)| k.is_none_or(|k| r.truth.case.has(k) == st))
         })
         .count() as f64
         / set.len().max(1) as f64;
-    // As the viewer lists them (the nearest report of each set of stated findings; maximal marginal
-    // relevance where the list has no words), by maximal marginal relevance, and by similarity alone.
-    let mut library = radclip_index::Index::new(rf.first().map_or(0, Vec::len));
-    for (j, t) in rf.iter().enumerate() {
-        library.add(t, j)?;
+    let mut library = ReportLibrary::new(Some(words).filter(radclip_report::Labeler::has_mentions));
+    for (b, chunk) in set.chunks(64).enumerate() {
+        let reports = chunk
+            .iter()
+            .enumerate()
+            .map(|(j, r)| {
+                crate::ai::library_report(format!("study {}", b * 64 + j), &r.truth.report)
+            })
+            .collect();
+        library.add(&engine, reports)?;
     }
     let diversity = radclip_index::Diversity::default();
     let (mut hits, mut hits_mmr, mut hits_plain) = (0usize, 0usize, 0usize);
     for (qi, img) in imgs.iter().enumerate() {
-        // One search of the whole library, best first: the MMR pool is its head.
-        let ranked = library.search(img, library.len())?;
-        let near: Vec<_> = ranked
-            .iter()
-            .take(diversity.pool + 1)
-            .filter(|h| *h.item != qi)
-            .cloned()
-            .collect();
         let want = label(&set[qi]);
-        let found = |hs: &[radclip_index::Hit<'_, usize>]| {
-            hs.iter().take(5).any(|h| label(&set[*h.item]) == want)
+        let found = |listing: Listing| -> anyhow::Result<usize> {
+            let listed = library.list(img, 5, listing, |p| p != qi)?;
+            Ok(usize::from(listed.iter().any(|h| {
+                set.get(h.position).map(label) == Some(want.clone())
+            })))
         };
-        hits_plain += usize::from(found(&near));
-        let mmr = library.rerank(near.clone(), 5, diversity.lambda);
-        hits_mmr += usize::from(found(&mmr));
-        hits += usize::from(if labelled {
-            // Over the whole library, as the viewer searches it (chosen on the calibration seed: 0.935
-            // there against 0.9175 among the MMR pool's 100 nearest).
-            let all: Vec<_> = ranked.into_iter().filter(|h| *h.item != qi).collect();
-            found(&radclip_index::first_per_key(all, 5, |h| &stated[*h.item]))
-        } else {
-            found(&mmr)
-        });
+        hits += found(Listing::Shown)?;
+        hits_mmr += found(Listing::Diverse)?;
+        hits_plain += found(Listing::Similarity)?;
     }
     let recall5 = hits as f64 / set.len().max(1) as f64;
     let recall5_mmr = hits_mmr as f64 / set.len().max(1) as f64;

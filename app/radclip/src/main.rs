@@ -656,13 +656,10 @@ fn ai_setup(dir: PathBuf, device: String) -> radclip_viewer::ai::AiSetup {
             Box::new(|| {
                 (LIBRARY_FIRST..LIBRARY_FIRST + LIBRARY_SIZE)
                     .map(|i| {
-                        let r = radclip_phantom::cxr_sample(1, i).report;
-                        radclip_viewer::ai::LibraryReport {
-                            title: format!("Archive study {i} (synthetic)"),
-                            summary: r.impression.replace('\n', " "),
-                            text: r.text(),
-                            embedded: r.findings.clone(),
-                        }
+                        ai::library_report(
+                            format!("Archive study {i} (synthetic)"),
+                            &radclip_phantom::cxr_sample(1, i).report,
+                        )
                     })
                     .collect()
             }) as Box<dyn FnOnce() -> Vec<_> + Send>

@@ -9,11 +9,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use radclip_assist::ReportLibrary;
+pub use radclip_assist::{LibraryReport, SimilarReport};
 use radclip_clip::engine::{Engine, render_frame};
 use radclip_clip::heatmap::{EncodedImage, Method};
 use radclip_clip::zeroshot::{FindingList, FindingScore, PromptSet};
 use radclip_dicom::{self as dicom, FrameKey, VoiFunction, Window};
-use radclip_index::Index;
 
 /// What the binary configures: the model and, optionally, a report library to search.
 pub struct AiSetup {
@@ -25,17 +26,6 @@ pub struct AiSetup {
     pub library: Option<Box<dyn FnOnce() -> Vec<LibraryReport> + Send>>,
 }
 
-/// A report of the library: a short title (no patient data), the text shown, and the part of it that
-/// is embedded for the search (e.g. the findings section; CLIP text towers read 77 tokens).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct LibraryReport {
-    pub title: String,
-    /// One line shown in the list (e.g. the impression).
-    pub summary: String,
-    pub text: String,
-    pub embedded: String,
-}
-
 /// A frame to read, with what the model card may need from the viewer.
 pub struct AiFrame {
     pub key: FrameKey,
@@ -43,15 +33,6 @@ pub struct AiFrame {
     /// The window on screen (`None`: the file's), for cards that take the viewer's.
     pub window: Option<(Window, VoiFunction)>,
     pub modality: String,
-}
-
-#[derive(Debug, Clone)]
-pub struct SimilarReport {
-    pub score: f32,
-    pub report: LibraryReport,
-    /// The findings of the model's list the report states (present or hedged), as its text reads;
-    /// `None` when the list has no words to read reports with.
-    pub stated: Option<Vec<String>>,
 }
 
 /// Which map to draw: the method, and whether it is refined along the image's edges (PAMR,
@@ -175,23 +156,15 @@ impl AiWorker {
     }
 }
 
-/// A library report and, per finding of the list, whether its text states it.
-struct Listed {
-    report: LibraryReport,
-    stated: Vec<bool>,
-}
-
-/// Reports still to embed, in order, and the index they go into.
-type PendingLibrary = (std::vec::IntoIter<LibraryReport>, Option<Index<Listed>>);
+/// Reports still to embed, in order, and the library they go into.
+type PendingLibrary = (std::vec::IntoIter<LibraryReport>, ReportLibrary);
 
 struct State {
     engine: Engine,
     prompts: PromptSet,
     /// Complete libraries only: a partial one would give other reports than the finished one.
-    library: Option<Index<Listed>>,
+    library: Option<ReportLibrary>,
     pending: Option<PendingLibrary>,
-    /// Reads the library's reports with the list's words; `None` when the list has none.
-    labeler: Option<radclip_report::Labeler>,
     /// The frame read last, kept so that a new prompt on it is cheap.
     current: Option<(FrameKey, EncodedImage)>,
 }
@@ -237,21 +210,17 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
     });
     // A list's words that do not parse leave the similar list by maximal marginal relevance; the
     // finding list itself loaded, so the rest of the panel works.
-    let labeler =
-        radclip_report::Labeler::new(list.finding.iter().map(|f| radclip_report::Concept {
-            name: f.name.clone(),
-            mentions: f.mentions.clone(),
-            not_mentions: f.not_mentions.clone(),
-        }))
+    let labeler = radclip_assist::library::labeler(&list)
         .inspect_err(|e| tracing::warn!("report labeler off: {e}"))
         .ok()
-        .filter(radclip_report::Labeler::has_mentions);
+        .flatten();
     let mut state = State {
         engine,
         prompts,
-        labeler,
         library: None,
-        pending: setup.library.map(|make| (make().into_iter(), None)),
+        pending: setup
+            .library
+            .map(|make| (make().into_iter(), ReportLibrary::new(labeler))),
         current: None,
     };
     loop {
@@ -300,57 +269,29 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
 /// waits for at most one step).
 const LIBRARY_BATCH: usize = 64;
 
-/// The text features of `reports`, [N][P].
-fn embed_reports(
-    engine: &Engine,
-    reports: &[LibraryReport],
-) -> radclip_clip::Result<Vec<Vec<f32>>> {
-    let texts: Vec<&str> = reports.iter().map(|r| r.embedded.as_str()).collect();
-    Ok(engine
-        .model
-        .text_features(&engine.tokenizer.batch(&texts)?)?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec2::<f32>()?)
-}
-
 impl State {
     /// Embeds the next batch of the library; when it is the last, publishes the library and sends the
     /// frame on screen its similar reports.
     fn embed_batch(&mut self, send: &impl Fn(AiEvent)) {
-        let Some((mut todo, mut index)) = self.pending.take() else {
+        let Some((mut todo, mut library)) = self.pending.take() else {
             return;
         };
         let batch: Vec<LibraryReport> = todo.by_ref().take(LIBRARY_BATCH).collect();
         if !batch.is_empty() {
-            let added = embed_reports(&self.engine, &batch).and_then(|feats| {
-                for (report, f) in batch.into_iter().zip(feats) {
-                    let stated = self
-                        .labeler
-                        .as_ref()
-                        .map(|l| l.stated(&report.text))
-                        .unwrap_or_default();
-                    index
-                        .get_or_insert_with(|| Index::new(f.len()))
-                        .add(&f, Listed { report, stated })
-                        .map_err(|e| radclip_clip::Error::Input(e.to_string()))?;
-                }
-                Ok(())
-            });
-            if let Err(e) = added {
+            if let Err(e) = library.add(&self.engine, batch) {
                 send(AiEvent::LibraryFailed(format!(
                     "The report library could not be embedded: {e}"
                 )));
                 return;
             }
-            self.pending = Some((todo, index));
+            self.pending = Some((todo, library));
             return;
         }
-        let index = index.unwrap_or_else(|| Index::new(0));
         send(AiEvent::LibraryReady {
-            reports: index.len(),
-            by_findings: self.labeler.is_some(),
+            reports: library.len(),
+            by_findings: library.by_findings(),
         });
-        self.library = Some(index);
+        self.library = Some(library);
         if let Some((key, encoded)) = &self.current
             && let Err(e) = self.send_similar(key, &encoded.features, send)
         {
@@ -361,7 +302,8 @@ impl State {
         }
     }
 
-    /// The library's reports most similar to image features `features`, sent for `key`.
+    /// The library's reports most similar to image features `features`, sent for `key`, listed as
+    /// [`radclip_assist::Listing::Shown`] says (and `radclip eval` measures).
     fn send_similar(
         &self,
         key: &FrameKey,
@@ -375,35 +317,10 @@ impl State {
             .to_dtype(candle_core::DType::F32)
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| e.to_string())?;
-        // Diverse, so the list is not five rewordings of one report: the nearest report of each set
-        // of stated findings, or maximal marginal relevance without words (measured in `radclip eval`).
-        let diversity = radclip_index::Diversity::default();
-        let hits = match &self.labeler {
-            // The whole library: the fifth set may be far, and its score says so (exact search is
-            // milliseconds at archive sizes).
-            Some(_) => lib
-                .search(&q, lib.len())
-                .map(|all| radclip_index::first_per_key(all, SIMILAR, |h| &h.item.stated)),
-            None => lib.search_diverse(&q, SIMILAR, diversity),
-        }
-        .map_err(|e| e.to_string())?;
+        let reports = lib.similar(&q, SIMILAR).map_err(|e| e.to_string())?;
         send(AiEvent::Similar {
             key: key.clone(),
-            reports: hits
-                .into_iter()
-                .map(|h| SimilarReport {
-                    score: h.score,
-                    report: h.item.report.clone(),
-                    stated: self.labeler.as_ref().map(|l| {
-                        l.names()
-                            .iter()
-                            .zip(&h.item.stated)
-                            .filter(|(_, s)| **s)
-                            .map(|(n, _)| n.clone())
-                            .collect()
-                    }),
-                })
-                .collect(),
+            reports,
         });
         Ok(())
     }

@@ -1,0 +1,21 @@
+//! radclip's assistant pipeline: what the AI panel, the CLI and `radclip eval` all call, so that what is
+//! measured is what users see. Today it holds the report library (embedded a batch at a time, each
+//! report labelled with the findings it states, similar reports listed one per set of findings).
+
+pub mod library;
+
+pub use library::{LibraryReport, Listing, ReportLibrary, SimilarReport};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssistError {
+    #[error(transparent)]
+    Clip(#[from] radclip_clip::Error),
+    #[error("the embedding index: {0}")]
+    Index(#[from] radclip_index::IndexError),
+    #[error("the finding list's report words: {0}")]
+    Words(#[from] radclip_report::ReportError),
+    #[error("a tensor operation failed: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, AssistError>;

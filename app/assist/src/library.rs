@@ -1,0 +1,176 @@
+//! The report library: reports embedded by the model's text tower, each read by the report labeler for
+//! the findings it states, and listed for an image as the viewer shows them. One listing rule, here:
+//! the viewer's panel and `radclip eval` both call [`ReportLibrary::list`].
+
+use radclip_clip::engine::Engine;
+use radclip_clip::zeroshot::FindingList;
+use radclip_index::{Diversity, Hit, Index};
+use radclip_report::{Concept, Labeler};
+
+use crate::Result;
+
+/// A report of the library: a short title (no patient data), the text shown, and the part of it that
+/// is embedded for the search (e.g. the findings section; CLIP text towers read 77 tokens).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LibraryReport {
+    pub title: String,
+    /// One line shown in the list (e.g. the impression).
+    pub summary: String,
+    pub text: String,
+    pub embedded: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimilarReport {
+    /// Its place in the library, in the order reports were added.
+    pub position: usize,
+    pub score: f32,
+    pub report: LibraryReport,
+    /// The findings of the model's list the report states (present or hedged), as its text reads;
+    /// `None` when the list has no words to read reports with.
+    pub stated: Option<Vec<String>>,
+}
+
+/// How a short list of similar reports is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listing {
+    /// As the viewer shows it: the nearest report of each set of stated findings over the whole
+    /// library; by maximal marginal relevance where the finding list has no words.
+    Shown,
+    /// Maximal marginal relevance among the nearest ([`Diversity::default`]).
+    Diverse,
+    /// By similarity alone.
+    Similarity,
+}
+
+/// A library report and, per finding of the list, whether its text states it.
+#[derive(Debug, Clone)]
+struct Entry {
+    report: LibraryReport,
+    stated: Vec<bool>,
+}
+
+/// The words of a finding list as the labeler's concepts.
+pub fn concepts(list: &FindingList) -> Vec<Concept> {
+    list.finding
+        .iter()
+        .map(|f| Concept {
+            name: f.name.clone(),
+            mentions: f.mentions.clone(),
+            not_mentions: f.not_mentions.clone(),
+        })
+        .collect()
+}
+
+/// The labeler that reads reports with `list`'s words; `None` when the list has none.
+pub fn labeler(list: &FindingList) -> Result<Option<Labeler>> {
+    Ok(Some(Labeler::new(concepts(list))?).filter(Labeler::has_mentions))
+}
+
+/// Reports, their text features and what each states; empty until [`ReportLibrary::add`].
+#[derive(Debug, Clone)]
+pub struct ReportLibrary {
+    index: Option<Index<Entry>>,
+    labeler: Option<Labeler>,
+}
+
+impl ReportLibrary {
+    /// An empty library whose reports `labeler` reads (`None`: listed by maximal marginal relevance).
+    pub fn new(labeler: Option<Labeler>) -> Self {
+        ReportLibrary {
+            index: None,
+            labeler,
+        }
+    }
+
+    /// Whether similar reports are listed one per set of stated findings.
+    pub fn by_findings(&self) -> bool {
+        self.labeler.is_some()
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.as_ref().map_or(0, Index::len)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Embeds `reports` (one padded batch: callers pass tens, not thousands) and labels each.
+    pub fn add(&mut self, engine: &Engine, reports: Vec<LibraryReport>) -> Result<()> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let texts: Vec<&str> = reports.iter().map(|r| r.embedded.as_str()).collect();
+        let feats = engine
+            .model
+            .text_features(&engine.tokenizer.batch(&texts)?)?
+            .to_dtype(candle_core::DType::F32)?
+            .to_vec2::<f32>()?;
+        for (report, f) in reports.into_iter().zip(feats) {
+            let stated = self
+                .labeler
+                .as_ref()
+                .map(|l| l.stated(&report.text))
+                .unwrap_or_default();
+            self.index
+                .get_or_insert_with(|| Index::new(f.len()))
+                .add(&f, Entry { report, stated })?;
+        }
+        Ok(())
+    }
+
+    /// The `k` reports listed for image features `features` as the viewer shows them.
+    pub fn similar(&self, features: &[f32], k: usize) -> Result<Vec<SimilarReport>> {
+        self.list(features, k, Listing::Shown, |_| true)
+    }
+
+    /// The `k` reports listed for `features` by `listing`, among those whose position `keep` accepts
+    /// (`radclip eval` leaves out the query's own report).
+    pub fn list(
+        &self,
+        features: &[f32],
+        k: usize,
+        listing: Listing,
+        keep: impl Fn(usize) -> bool,
+    ) -> Result<Vec<SimilarReport>> {
+        let Some(index) = &self.index else {
+            return Ok(Vec::new());
+        };
+        // One search of the whole library, best first: the diverse listing's pool is its head. The
+        // whole library, because the fifth set of findings may be far (its score says so); exact
+        // search is milliseconds at archive sizes.
+        let ranked: Vec<Hit<'_, Entry>> = index
+            .search(features, index.len())?
+            .into_iter()
+            .filter(|h| keep(h.position))
+            .collect();
+        let diversity = Diversity::default();
+        let hits = match (listing, &self.labeler) {
+            (Listing::Shown, Some(_)) => {
+                radclip_index::first_per_key(ranked, k, |h| &h.item.stated)
+            }
+            (Listing::Shown, None) | (Listing::Diverse, _) => {
+                let pool: Vec<_> = ranked.into_iter().take(diversity.pool.max(k)).collect();
+                index.rerank(pool, k, diversity.lambda)
+            }
+            (Listing::Similarity, _) => ranked.into_iter().take(k).collect(),
+        };
+        Ok(hits
+            .into_iter()
+            .map(|h| SimilarReport {
+                position: h.position,
+                score: h.score,
+                report: h.item.report.clone(),
+                stated: self.labeler.as_ref().map(|l| {
+                    l.names()
+                        .iter()
+                        .zip(&h.item.stated)
+                        .filter(|(_, s)| **s)
+                        .map(|(n, _)| n.clone())
+                        .collect()
+                }),
+            })
+            .collect())
+    }
+}
