@@ -1,7 +1,9 @@
 //! radclip's assistant pipeline: what the AI panel, the CLI and `radclip eval` all call, so that what is
-//! measured is what users see. Today it holds the report library (embedded a batch at a time, each
-//! report labelled with the findings it states, similar reports listed one per set of findings).
+//! measured is what users see. Today it holds images as a model reads them (`frame`: a DICOM frame
+//! rendered with the card's window) and the report library (`library`: embedded a batch at a time,
+//! each report labelled with the findings it states, similar reports listed one per set of findings).
 
+pub mod frame;
 pub mod library;
 
 pub use library::{LibraryReport, Listing, ReportLibrary, SimilarReport};

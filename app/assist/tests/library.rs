@@ -9,7 +9,6 @@ use candle_core::{DType, Device};
 use radclip_assist::library::{ReportLibrary, labeler};
 use radclip_assist::{LibraryReport, Listing};
 use radclip_clip::engine::Engine;
-use radclip_clip::preprocess::Rgb8;
 use radclip_clip::zeroshot::FindingList;
 
 fn engine() -> Engine {
@@ -36,7 +35,7 @@ fn reports(n: u64) -> Vec<LibraryReport> {
 fn query(engine: &Engine, i: u64) -> Vec<f32> {
     let img = radclip_phantom::cxr_sample(1000, i).case.render(512);
     let frame = radclip_phantom::as_frame(&img);
-    let rgb = Rgb8::from_rendered(&radclip_dicom::render(&frame, None));
+    let rgb = radclip_assist::frame::rgb(&radclip_dicom::render(&frame, None));
     let p = engine.prepare(rgb).unwrap();
     engine
         .encode_images(&[&p], 1)

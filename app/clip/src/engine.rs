@@ -1,5 +1,6 @@
 //! A loaded model with everything needed to use it: tokenizer, preprocessing, model card; plus turning
-//! files (DICOM or images) into model input, and batched encoding.
+//! 8-bit images into model input, and batched encoding. DICOM frames become such images in
+//! `radclip-assist` (`frame`), so this crate needs no DICOM code.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -7,7 +8,7 @@ use std::sync::Mutex;
 
 use candle_core::{DType, Device, Tensor};
 
-use crate::card::{ModelCard, WindowChoice, WindowSpec};
+use crate::card::ModelCard;
 use crate::error::{Error, Result};
 use crate::hub;
 use crate::model::ClipModel;
@@ -32,56 +33,6 @@ pub struct Prepared {
     pub placement: Placement,
     /// The 8-bit image the model saw before resizing (the rendered DICOM frame).
     pub image: Rgb8,
-}
-
-/// Whether a file is DICOM: the "DICM" magic at 128, or a .dcm name.
-pub fn is_dicom(path: &Path) -> bool {
-    radclip_dicom::study::looks_like_dicom(path)
-}
-
-/// Renders frame `frame` of a DICOM file with the card's window, or reads an image file.
-pub fn load_image(path: &Path, frame: u32, window: &WindowSpec) -> Result<Rgb8> {
-    if !is_dicom(path) {
-        return Rgb8::open(path);
-    }
-    let frames = radclip_dicom::pixel::decode_image_file(path)
-        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
-    let f = frames.get(frame as usize).ok_or_else(|| {
-        Error::Input(format!(
-            "{}: frame {frame} does not exist ({} frames)",
-            path.display(),
-            frames.len()
-        ))
-    })?;
-    Ok(render_frame(f, window, None))
-}
-
-/// A decoded frame as the model's 8-bit input, windowed as the card says; `viewer` is the window on
-/// screen, used when the card asks for it (the file's default otherwise).
-pub fn render_frame(
-    f: &radclip_dicom::Frame,
-    window: &WindowSpec,
-    viewer: Option<(radclip_dicom::Window, radclip_dicom::VoiFunction)>,
-) -> Rgb8 {
-    let w = match window {
-        WindowSpec::Named(WindowChoice::Viewer) => viewer,
-        WindowSpec::Named(WindowChoice::File) => None,
-        WindowSpec::Named(WindowChoice::MinMax) => {
-            let (lo, hi) = f.modality_range();
-            Some((
-                radclip_dicom::Window::from_range(lo, hi),
-                radclip_dicom::VoiFunction::Linear,
-            ))
-        }
-        WindowSpec::Fixed([c, w]) => Some((
-            radclip_dicom::Window {
-                center: *c,
-                width: *w,
-            },
-            radclip_dicom::VoiFunction::Linear,
-        )),
-    };
-    Rgb8::from_rendered(&radclip_dicom::render(f, w))
 }
 
 impl Engine {
@@ -131,10 +82,6 @@ impl Engine {
             placement,
             image,
         })
-    }
-
-    pub fn prepare_file(&self, path: &Path, frame: u32) -> Result<Prepared> {
-        self.prepare(load_image(path, frame, &self.card.preprocess.window)?)
     }
 
     /// Image features [N, P] in batches of `batch_size`.

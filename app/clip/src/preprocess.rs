@@ -3,8 +3,8 @@
 //! mean/std. The resize reproduces Pillow's fixed-point two-pass convolution, so pixel values match
 //! transformers' `CLIPImageProcessorPil` to float rounding.
 //!
-//! The medical path turns a DICOM frame into such an image first: modality LUT, VOI window (the viewer's
-//! or the model card's), presentation, grey replicated to three channels.
+//! The medical path turns a DICOM frame into such an image first (`radclip-assist`'s `frame`: modality
+//! LUT, VOI window, the viewer's or the model card's, presentation, grey replicated to three channels).
 
 use std::path::Path;
 
@@ -27,19 +27,6 @@ impl Rgb8 {
             width,
             height,
             data: grey.iter().flat_map(|&g| [g, g, g]).collect(),
-        }
-    }
-
-    pub fn from_rendered(r: &radclip_dicom::Rendered) -> Self {
-        match r {
-            radclip_dicom::Rendered::Grey { rows, cols, data } => {
-                Rgb8::from_grey(*cols as usize, *rows as usize, data)
-            }
-            radclip_dicom::Rendered::Rgb { rows, cols, data } => Rgb8 {
-                width: *cols as usize,
-                height: *rows as usize,
-                data: data.clone(),
-            },
         }
     }
 

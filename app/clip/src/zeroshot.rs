@@ -192,10 +192,19 @@ impl Reference {
         let t = candle_core::Tensor::from_vec(flat, (n, width), &candle_core::Device::Cpu)?;
         let bytes = safetensors::serialize([(REFERENCE_TENSOR, &t)], None)
             .map_err(|e| Error::Input(format!("cannot encode the reference set: {e}")))?;
-        radclip_dicom::export::write_atomic(path, &bytes).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             path: path.to_path_buf(),
             source,
-        })
+        };
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        std::io::Write::write_all(&mut tmp, &bytes).map_err(io)?;
+        tmp.as_file().sync_all().map_err(io)?;
+        tmp.persist(path).map_err(|e| io(e.error))?;
+        Ok(())
     }
 
     pub fn len(&self) -> usize {

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use radclip_clip::engine::{Engine, Prepared, is_dicom};
+use radclip_assist::frame::{is_dicom, prepare_file};
+use radclip_clip::engine::{Engine, Prepared};
 use radclip_clip::zeroshot::{self, FindingList};
 
 pub struct ModelArgs {
@@ -72,7 +73,7 @@ fn encode_files(
     for chunk in files.chunks(batch_size.max(1)) {
         let mut prepared: Vec<Prepared> = Vec::new();
         for f in chunk {
-            match engine.prepare_file(f, frame) {
+            match prepare_file(engine, f, frame) {
                 Ok(p) => {
                     prepared.push(p);
                     paths.push(f.clone());
@@ -225,7 +226,7 @@ pub fn zero_shot(
         Some(f) => FindingList::load(f)?,
         None => FindingList::for_engine(&engine)?,
     };
-    let p = engine.prepare_file(file, frame)?;
+    let p = prepare_file(&engine, file, frame)?;
     let feats = engine.encode_images(&[&p], 1)?;
     let scores = zeroshot::score(&engine, &feats, &list)?
         .into_iter()
@@ -279,7 +280,7 @@ pub fn heatmap(m: &ModelArgs, a: HeatmapArgs) -> anyhow::Result<()> {
         bail!("--alpha must be between 0 and 1");
     }
     let engine = load_engine(m)?;
-    let prepared = engine.prepare_file(&a.file, a.frame)?;
+    let prepared = prepare_file(&engine, &a.file, a.frame)?;
     let encoded = EncodedImage::new(&engine, &prepared)?;
     let mut map = engine.heatmap(&encoded, method, &a.prompt)?;
     if a.refine {

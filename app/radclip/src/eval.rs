@@ -115,7 +115,7 @@ fn render(seed: u64, i: u64, size: usize) -> Rendered {
     let img = s.case.render(size);
     let frame = radclip_phantom::as_frame(&img);
     Rendered {
-        image: Rgb8::from_rendered(&radclip_dicom::render(&frame, None)),
+        image: radclip_assist::frame::rgb(&radclip_dicom::render(&frame, None)),
         masks: img.masks,
         truth: s,
     }

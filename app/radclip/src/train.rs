@@ -18,7 +18,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::Optimizer;
 use radclip_clip::config::{Activation, ClipConfig, TextConfig, VisionConfig};
 use radclip_clip::model::{Fwd, l2_normalize};
-use radclip_clip::preprocess::{Preprocess, Rgb8, resize_bicubic};
+use radclip_clip::preprocess::{Preprocess, resize_bicubic};
 use radclip_clip::tokenizer::ClipTokenizer;
 use radclip_clip::train::{Trainable, pair_loss, patch_loss, soft_clip_loss};
 use radclip_phantom::{CxrCase, Kind, report};
@@ -87,7 +87,7 @@ pub fn make_item(seed: u64, index: u64, side: usize, grid: usize) -> Item {
     let size = [256, 384, 512][radclip_phantom::study_rng(seed, index, 3).random_range(0..3)];
     let img = sample.case.render(size);
     let frame = radclip_phantom::as_frame(&img);
-    let rgb = Rgb8::from_rendered(&radclip_dicom::render(&frame, None));
+    let rgb = radclip_assist::frame::rgb(&radclip_dicom::render(&frame, None));
     let small = resize_bicubic(&rgb, side, side);
     let grey = small.data.iter().step_by(3).copied().collect();
     let cell = size as f64 / grid as f64;

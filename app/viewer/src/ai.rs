@@ -11,7 +11,7 @@ use std::time::Instant;
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use radclip_assist::ReportLibrary;
 pub use radclip_assist::{LibraryReport, SimilarReport};
-use radclip_clip::engine::{Engine, render_frame};
+use radclip_clip::engine::Engine;
 use radclip_clip::heatmap::{EncodedImage, Method};
 use radclip_clip::zeroshot::{FindingList, FindingScore, PromptSet};
 use radclip_dicom::{self as dicom, FrameKey, VoiFunction, Window};
@@ -350,7 +350,7 @@ impl State {
             return Ok(());
         }
         let t = Instant::now();
-        let rgb = render_frame(&f.frame, &card.preprocess.window, f.window);
+        let rgb = radclip_assist::frame::render(&f.frame, &card.preprocess.window, f.window);
         let prepared = self.engine.prepare(rgb).map_err(|e| e.to_string())?;
         let encoded = EncodedImage::new(&self.engine, &prepared).map_err(|e| e.to_string())?;
         let scores = self
