@@ -1,12 +1,15 @@
 //! radclip's assistant pipeline: what the AI panel, the CLI and `radclip eval` all call, so that what is
 //! measured is what users see. Today it holds images as a model reads them (`frame`: a DICOM frame
 //! rendered with the card's window) and the report library (`library`: embedded a batch at a time,
-//! each report labelled with the findings it states, similar reports listed one per set of findings).
+//! each report labelled with the findings it states, similar reports listed one per set of findings),
+//! and the provenance every output carries (`provenance`).
 
 pub mod frame;
 pub mod library;
+pub mod provenance;
 
 pub use library::{LibraryReport, Listing, ReportLibrary, SimilarReport};
+pub use provenance::{ModelProvenance, Provenance};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AssistError {
@@ -16,6 +19,8 @@ pub enum AssistError {
     Index(#[from] radclip_index::IndexError),
     #[error("the finding list's report words: {0}")]
     Words(#[from] radclip_report::ReportError),
+    #[error(transparent)]
+    Provenance(#[from] provenance::ProvenanceError),
     #[error("a tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),
 }

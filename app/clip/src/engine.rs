@@ -18,6 +18,8 @@ use crate::tokenizer::{ClipTokenizer, TextTokenizer, WordPieceTokenizer};
 
 pub struct Engine {
     pub dir: PathBuf,
+    /// The weights files the model was read from (for provenance).
+    pub weights: Vec<PathBuf>,
     pub model: ClipModel,
     pub tokenizer: TextTokenizer,
     pub preprocess: Preprocess,
@@ -50,7 +52,13 @@ impl Engine {
     /// Loads a Hugging Face `CLIPModel` folder, or an open_clip folder (`open_clip_config.json`).
     pub fn load_with(spec: &str, device: &Device, dtype: DType) -> Result<Engine> {
         let dir = hub::resolve(spec)?;
-        let (model, preprocess, tokenizer) = if dir.join(openclip::CONFIG_FILE).is_file() {
+        let open_clip = dir.join(openclip::CONFIG_FILE).is_file();
+        let weights = if open_clip {
+            vec![openclip::weight_file(&dir)?]
+        } else {
+            crate::weights::weight_files(&dir)?
+        };
+        let (model, preprocess, tokenizer) = if open_clip {
             let cfg = OpenClipConfig::from_dir(&dir)?;
             let model = ClipModel::from_open_clip_dir(&dir, device, dtype)?;
             let mut pre = Preprocess::openai(model.vision.config.image_size);
@@ -67,6 +75,7 @@ impl Engine {
         let card = ModelCard::for_model(&dir)?;
         Ok(Engine {
             dir,
+            weights,
             model,
             tokenizer,
             preprocess,

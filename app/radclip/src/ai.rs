@@ -1,9 +1,11 @@
 //! The CLIP subcommands: embed, zero-shot, heatmap. Wiring only; the work is in radclip-clip.
 
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use radclip_assist::frame::{is_dicom, prepare_file};
+use radclip_assist::provenance::{Provenance, model_provenance, prompts_of, sidecar};
 use radclip_clip::engine::{Engine, Prepared};
 use radclip_clip::zeroshot::{self, FindingList};
 
@@ -114,12 +116,23 @@ pub struct EmbedArgs {
 
 pub fn embed(m: &ModelArgs, a: EmbedArgs) -> anyhow::Result<()> {
     let engine = load_engine(m)?;
+    let t = Instant::now();
+    let model = a.json.then(|| model_provenance(&engine)).transpose()?;
+    let provenance = |method: &str, prompts: Vec<String>| {
+        model
+            .as_ref()
+            .map(|m| Provenance::new(m, method, prompts, t.elapsed().as_secs_f64() * 1e3))
+    };
     match (a.input, a.text) {
         (None, Some(text)) => {
             let f = rows(&engine.encode_texts(&[text.as_str()])?)?;
             let v = f.into_iter().next().unwrap_or_default();
             if a.json {
-                println!("{}", serde_json::json!({"text": text, "embedding": v}));
+                let p = provenance("text embedding", vec![text.clone()]);
+                println!(
+                    "{}",
+                    serde_json::json!({"text": text, "embedding": v, "provenance": p})
+                );
             } else {
                 print_vector(&format!("{text:?}"), &v);
             }
@@ -151,10 +164,11 @@ pub fn embed(m: &ModelArgs, a: EmbedArgs) -> anyhow::Result<()> {
             })?;
             let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             if a.json {
+                let p = provenance("image embedding", Vec::new());
                 let v = if dir {
-                    serde_json::json!({"paths": paths, "embedding": feats})
+                    serde_json::json!({"paths": paths, "embedding": feats, "provenance": p})
                 } else {
-                    serde_json::json!({"path": paths.first(), "embedding": feats.first()})
+                    serde_json::json!({"path": paths.first(), "embedding": feats.first(), "provenance": p})
                 };
                 println!("{v}");
             } else {
@@ -222,6 +236,7 @@ pub fn zero_shot(
     json: bool,
 ) -> anyhow::Result<()> {
     let engine = load_engine(m)?;
+    let t = Instant::now();
     let list = match findings {
         Some(f) => FindingList::load(f)?,
         None => FindingList::for_engine(&engine)?,
@@ -233,12 +248,18 @@ pub fn zero_shot(
         .next()
         .unwrap_or_default();
     if json {
+        let p = Provenance::new(
+            &model_provenance(&engine)?,
+            "zero-shot",
+            prompts_of(&list),
+            t.elapsed().as_secs_f64() * 1e3,
+        );
         println!(
             "{}",
             serde_json::json!({"path": file.display().to_string(), "intended_use": engine.card.intended_use,
                 "temperature": engine.card.zero_shot.temperature,
                 "reference": engine.card.zero_shot.reference.as_ref().map(|r| r.display().to_string()),
-                "findings": scores})
+                "findings": scores, "provenance": p})
         );
     } else {
         println!("{} ({})", file.display(), engine.card.intended_use);
@@ -280,6 +301,7 @@ pub fn heatmap(m: &ModelArgs, a: HeatmapArgs) -> anyhow::Result<()> {
         bail!("--alpha must be between 0 and 1");
     }
     let engine = load_engine(m)?;
+    let t = Instant::now();
     let prepared = prepare_file(&engine, &a.file, a.frame)?;
     let encoded = EncodedImage::new(&engine, &prepared)?;
     let mut map = engine.heatmap(&encoded, method, &a.prompt)?;
@@ -298,12 +320,29 @@ pub fn heatmap(m: &ModelArgs, a: HeatmapArgs) -> anyhow::Result<()> {
         radclip_dicom::export::write_atomic(raw, &bytes)
             .with_context(|| format!("cannot write {}", raw.display()))?;
     }
+    // The map's provenance beside each file written, and in the JSON.
+    let method_name = if map.refined {
+        format!("{} + pamr", method.name())
+    } else {
+        method.name().to_string()
+    };
+    let p = Provenance::new(
+        &model_provenance(&engine)?,
+        &method_name,
+        vec![a.prompt.clone()],
+        t.elapsed().as_secs_f64() * 1e3,
+    );
+    for out in std::iter::once(&a.out).chain(&a.raw) {
+        let side = sidecar(out);
+        radclip_dicom::export::write_atomic(&side, p.text().as_bytes())
+            .with_context(|| format!("cannot write {}", side.display()))?;
+    }
     if a.json {
         println!(
             "{}",
             serde_json::json!({"path": a.file.display().to_string(), "prompt": a.prompt,
                 "method": method.name(), "refined": map.refined, "grid": [map.grid.0, map.grid.1], "values": map.values,
-                "source_rect": map.placement.source_rect(), "out": a.out.display().to_string()})
+                "source_rect": map.placement.source_rect(), "out": a.out.display().to_string(), "provenance": p})
         );
     }
     Ok(())
