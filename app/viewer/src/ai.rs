@@ -75,6 +75,10 @@ pub enum AiEvent {
         device_note: Option<String>,
         /// Per finding, the prompt a click on it maps.
         findings: Vec<(String, String)>,
+        /// The model's provenance (weights hashed); `None` if a weights file could not be read again.
+        provenance: Option<Box<radclip_assist::ModelProvenance>>,
+        /// Every prompt the findings are scored with.
+        finding_prompts: Vec<String>,
     },
     /// The model could not be loaded; one sentence.
     LoadFailed(String),
@@ -189,7 +193,13 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
             return;
         }
     };
+    let provenance = radclip_assist::provenance::model_provenance(&engine)
+        .inspect_err(|e| tracing::warn!("no provenance: {e}"))
+        .ok()
+        .map(Box::new);
     send(AiEvent::Ready {
+        provenance,
+        finding_prompts: radclip_assist::provenance::prompts_of(&list),
         name: engine.card.name.clone().unwrap_or_else(|| "model".into()),
         intended_use: engine.card.intended_use.clone(),
         modalities: engine.card.modalities.clone(),

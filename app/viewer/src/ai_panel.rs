@@ -79,6 +79,8 @@ pub struct AiPanel {
     pub show_heatmap: bool,
     /// Set once the user maps a prompt of their own (or clicks a finding): no more automatic maps.
     user_chose: bool,
+    provenance: Option<Box<radclip_assist::ModelProvenance>>,
+    finding_prompts: Vec<String>,
 }
 
 impl AiPanel {
@@ -109,6 +111,8 @@ impl AiPanel {
             opacity: 0.45,
             show_heatmap: true,
             user_chose: false,
+            provenance: None,
+            finding_prompts: Vec::new(),
         })
     }
 
@@ -117,6 +121,8 @@ impl AiPanel {
         for e in self.worker.poll() {
             match e {
                 AiEvent::Ready {
+                    provenance,
+                    finding_prompts,
                     name,
                     intended_use,
                     modalities,
@@ -124,6 +130,8 @@ impl AiPanel {
                     device_note,
                     findings,
                 } => {
+                    self.provenance = provenance;
+                    self.finding_prompts = finding_prompts;
                     self.status = ModelStatus::Ready {
                         name,
                         intended_use,
@@ -283,6 +291,43 @@ impl AiPanel {
             .show(ui, |ui| self.contents(ui, current));
     }
 
+    /// The provenance of what the panel shows for `current` (findings, the heatmap over it, similar
+    /// reports), as pretty JSON; `None` before the model is ready or when nothing is shown.
+    pub fn provenance_text(&self, current: Option<&FrameKey>) -> Option<String> {
+        use radclip_assist::Provenance;
+        let model = self.provenance.as_ref()?;
+        let current = current?;
+        let mut out = serde_json::Map::new();
+        if let Some((k, a)) = &self.analysis
+            && k == current
+        {
+            if a.scores.is_some() {
+                let p = Provenance::new(model, "zero-shot", self.finding_prompts.clone(), a.ms);
+                out.insert("findings".into(), serde_json::to_value(p).ok()?);
+            }
+            if let Some(similar) = &a.similar {
+                let method = match &self.library {
+                    LibraryStatus::Ready(_, true) => {
+                        "similar reports: the nearest of each set of stated findings"
+                    }
+                    _ => "similar reports: maximal marginal relevance",
+                };
+                let mut v =
+                    serde_json::to_value(Provenance::new(model, method, Vec::new(), 0.0)).ok()?;
+                v["listed"] = similar.iter().map(|r| r.report.title.clone()).collect();
+                out.insert("similar_reports".into(), v);
+            }
+        }
+        if let Some(o) = self.overlay.as_ref().filter(|o| &o.key == current) {
+            let p = Provenance::new(model, &o.style.name(), vec![o.prompt.clone()], o.ms);
+            out.insert("heatmap".into(), serde_json::to_value(p).ok()?);
+        }
+        if out.is_empty() {
+            return None;
+        }
+        serde_json::to_string_pretty(&out).ok()
+    }
+
     fn contents(&mut self, ui: &mut egui::Ui, current: Option<&FrameKey>) {
         let warn = Color32::from_rgb(230, 180, 60);
         match &self.status {
@@ -316,6 +361,17 @@ impl AiPanel {
                     ui.colored_label(warn, format!("{}.", cap_first(note)));
                 }
             }
+        }
+        if let Some(text) = self.provenance_text(current)
+            && ui
+                .small_button("Copy provenance")
+                .on_hover_text(
+                    "The model (each weights file's SHA-256), method, prompts, window, device and \
+                     time of what is shown for this image, as JSON",
+                )
+                .clicked()
+        {
+            ui.ctx().copy_text(text);
         }
         ui.separator();
         let analysis = match (current, &self.analysis) {

@@ -172,6 +172,29 @@ fn ai_panel_reads_the_demo_radiographs() {
     );
     h.snapshot("ai_panel_pneumothorax");
 
+    // "Copy provenance": what is shown for this image, with the weights' SHA-256 as sha256sum reads it.
+    let ai = h.state().ai.as_ref().unwrap();
+    let text = ai.provenance_text(current_key(h.state()).as_ref()).unwrap();
+    let mapped = ai.overlay.as_ref().unwrap().prompt.clone();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let weights = root().join("models/radclip-demo/model.safetensors");
+    let out = std::process::Command::new("sha256sum")
+        .arg(&weights)
+        .output()
+        .unwrap();
+    let digest = String::from_utf8(out.stdout).unwrap();
+    let digest = digest.split_whitespace().next().unwrap();
+    for part in ["findings", "heatmap", "similar_reports"] {
+        assert_eq!(
+            v[part]["model"]["weights"][0]["sha256"], digest,
+            "{part} in {text}"
+        );
+    }
+    assert_eq!(v["findings"]["method"], "zero-shot");
+    assert_eq!(v["heatmap"]["prompts"][0], mapped);
+    assert_eq!(v["similar_reports"]["listed"][0], similar[0].report.title);
+    h.get_by_label("Copy provenance").click();
+
     // A click on a finding maps its prompt instead.
     h.get_by_label("Nodule").click();
     step_until(&mut h, "the nodule map", |a| {
