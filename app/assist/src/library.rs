@@ -5,7 +5,7 @@
 use radclip_clip::engine::Engine;
 use radclip_clip::zeroshot::FindingList;
 use radclip_index::{Diversity, Hit, Index};
-use radclip_report::{Concept, Labeler};
+use radclip_report::{Concept, Labeler, Sides};
 
 use crate::Result;
 
@@ -29,25 +29,31 @@ pub struct SimilarReport {
     /// The findings of the model's list the report states (present or hedged), as its text reads;
     /// `None` when the list has no words to read reports with.
     pub stated: Option<Vec<String>>,
+    /// The sides it names each of those findings on (in `stated`'s order; none where it names none).
+    pub stated_sides: Option<Vec<Sides>>,
 }
 
 /// How a short list of similar reports is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Listing {
     /// As the viewer shows it: the nearest report of each set of stated findings over the whole
-    /// library; by maximal marginal relevance where the finding list has no words.
+    /// library, reports that name a finding on a side the image does not show it on after the others;
+    /// by maximal marginal relevance where the finding list has no words.
     Shown,
+    /// As shown, but blind to sides (the listing before sides were read).
+    ByFindings,
     /// Maximal marginal relevance among the nearest ([`Diversity::default`]).
     Diverse,
     /// By similarity alone.
     Similarity,
 }
 
-/// A library report and, per finding of the list, whether its text states it.
+/// A library report and, per finding of the list, whether its text states it and on which sides.
 #[derive(Debug, Clone)]
 struct Entry {
     report: LibraryReport,
     stated: Vec<bool>,
+    sides: Vec<Sides>,
 }
 
 /// The words of a finding list as the labeler's concepts.
@@ -108,28 +114,40 @@ impl ReportLibrary {
             .to_dtype(candle_core::DType::F32)?
             .to_vec2::<f32>()?;
         for (report, f) in reports.into_iter().zip(feats) {
-            let stated = self
+            let (stated, sides) = self
                 .labeler
                 .as_ref()
-                .map(|l| l.stated(&report.text))
+                .map(|l| (l.stated(&report.text), l.sides(&report.text)))
                 .unwrap_or_default();
-            self.index
-                .get_or_insert_with(|| Index::new(f.len()))
-                .add(&f, Entry { report, stated })?;
+            self.index.get_or_insert_with(|| Index::new(f.len())).add(
+                &f,
+                Entry {
+                    report,
+                    stated,
+                    sides,
+                },
+            )?;
         }
         Ok(())
     }
 
-    /// The `k` reports listed for image features `features` as the viewer shows them.
-    pub fn similar(&self, features: &[f32], k: usize) -> Result<Vec<SimilarReport>> {
-        self.list(features, k, Listing::Shown, |_| true)
+    /// The `k` reports listed as the viewer shows them for an image with features `features` that
+    /// shows the list's findings on `sides` (per finding; empty: unknown, see [`crate::sides`]).
+    pub fn similar(
+        &self,
+        features: &[f32],
+        sides: &[Sides],
+        k: usize,
+    ) -> Result<Vec<SimilarReport>> {
+        self.list(features, sides, k, Listing::Shown, |_| true)
     }
 
-    /// The `k` reports listed for `features` by `listing`, among those whose position `keep` accepts
-    /// (`radclip eval` leaves out the query's own report).
+    /// The `k` reports listed for `features` (and the image's `sides`) by `listing`, among those whose
+    /// position `keep` accepts (`radclip eval` leaves out the query's own report).
     pub fn list(
         &self,
         features: &[f32],
+        sides: &[Sides],
         k: usize,
         listing: Listing,
         keep: impl Fn(usize) -> bool,
@@ -148,9 +166,39 @@ impl ReportLibrary {
         let diversity = Diversity::default();
         let hits = match (listing, &self.labeler) {
             (Listing::Shown, Some(_)) => {
+                // The sets of findings as the side-blind listing picks them (so recall is the same),
+                // each shown by its nearest report on the image's sides where it has one; those on
+                // the image's sides first, each group in order of similarity.
+                let contradicts =
+                    |h: &Hit<'_, Entry>| crate::sides::contradicts(&h.item.sides, sides);
+                let sets = radclip_index::first_per_key(ranked.clone(), k, |h| &h.item.stated);
+                let mut hits: Vec<Hit<'_, Entry>> = Vec::with_capacity(sets.len());
+                for set in sets {
+                    let free = |h: &&Hit<'_, Entry>| {
+                        h.item.stated == set.item.stated
+                            && !hits.iter().any(|u| u.position == h.position)
+                    };
+                    let pick = ranked
+                        .iter()
+                        .filter(free)
+                        .find(|h| !contradicts(h))
+                        .or_else(|| ranked.iter().find(free))
+                        .cloned()
+                        .unwrap_or(set);
+                    hits.push(pick);
+                }
+                hits.sort_by(|a, b| {
+                    b.score
+                        .total_cmp(&a.score)
+                        .then(a.position.cmp(&b.position))
+                });
+                hits.sort_by_key(contradicts);
+                hits
+            }
+            (Listing::ByFindings, Some(_)) => {
                 radclip_index::first_per_key(ranked, k, |h| &h.item.stated)
             }
-            (Listing::Shown, None) | (Listing::Diverse, _) => {
+            (Listing::Shown | Listing::ByFindings, None) | (Listing::Diverse, _) => {
                 let pool: Vec<_> = ranked.into_iter().take(diversity.pool.max(k)).collect();
                 index.rerank(pool, k, diversity.lambda)
             }
@@ -168,6 +216,15 @@ impl ReportLibrary {
                         .zip(&h.item.stated)
                         .filter(|(_, s)| **s)
                         .map(|(n, _)| n.clone())
+                        .collect()
+                }),
+                stated_sides: self.labeler.as_ref().map(|_| {
+                    h.item
+                        .sides
+                        .iter()
+                        .zip(&h.item.stated)
+                        .filter(|(_, s)| **s)
+                        .map(|(side, _)| *side)
                         .collect()
                 }),
             })

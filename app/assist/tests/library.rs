@@ -92,7 +92,7 @@ fn by_similarity_is_the_exact_cosine_ranking() {
     for qi in 0..3 {
         let q = query(&engine, qi);
         let want = ranked_by_hand(&engine, &reports, &q);
-        let got = lib.list(&q, 5, Listing::Similarity, |_| true).unwrap();
+        let got = lib.list(&q, &[], 5, Listing::Similarity, |_| true).unwrap();
         assert_eq!(got.len(), 5);
         for (g, (pos, cos)) in got.iter().zip(&want) {
             assert_eq!(g.position, *pos, "query {qi}");
@@ -106,7 +106,7 @@ fn by_similarity_is_the_exact_cosine_ranking() {
         // `keep` leaves a report out, as eval leaves out the query's own.
         let first = want[0].0;
         let without = lib
-            .list(&q, 5, Listing::Similarity, |p| p != first)
+            .list(&q, &[], 5, Listing::Similarity, |p| p != first)
             .unwrap();
         assert_eq!(without[0].position, want[1].0);
     }
@@ -131,7 +131,7 @@ fn shown_is_the_nearest_report_of_each_set_of_stated_findings() {
                 want.push(*pos);
             }
         }
-        let shown = lib.similar(&q, 5).unwrap();
+        let shown = lib.similar(&q, &[], 5).unwrap();
         let got: Vec<usize> = shown.iter().map(|s| s.position).collect();
         assert_eq!(got, want, "query {qi}");
         for s in &shown {
@@ -154,13 +154,74 @@ fn without_words_the_list_is_diverse_and_states_nothing() {
     let lib = library(&engine, &reports, false);
     assert!(!lib.by_findings());
     let q = query(&engine, 0);
-    let shown = lib.similar(&q, 5).unwrap();
-    let diverse = lib.list(&q, 5, Listing::Diverse, |_| true).unwrap();
-    let plain = lib.list(&q, 5, Listing::Similarity, |_| true).unwrap();
+    let shown = lib.similar(&q, &[], 5).unwrap();
+    let diverse = lib.list(&q, &[], 5, Listing::Diverse, |_| true).unwrap();
+    let plain = lib.list(&q, &[], 5, Listing::Similarity, |_| true).unwrap();
     let pos =
         |l: &[radclip_assist::SimilarReport]| l.iter().map(|s| s.position).collect::<Vec<_>>();
     assert_eq!(pos(&shown), pos(&diverse));
     // Maximal marginal relevance starts with the nearest report.
     assert_eq!(shown[0].position, plain[0].position);
     assert!(shown.iter().all(|s| s.stated.is_none()));
+}
+
+#[test]
+fn reports_on_the_image_sides_are_listed_before_nearer_ones_on_the_other_side() {
+    use radclip_assist::Sides;
+    let engine = engine();
+    let report = |title: &str, text: &str| LibraryReport {
+        title: title.into(),
+        summary: text.into(),
+        text: text.into(),
+        embedded: text.into(),
+    };
+    let reports = vec![
+        report("left", "Small left pneumothorax."),
+        report("right", "Small right pneumothorax."),
+        report("effusion", "Small right pleural effusion."),
+    ];
+    let lib = library(&engine, &reports, true);
+    let list = FindingList::for_engine(&engine).unwrap();
+    let ptx = list
+        .finding
+        .iter()
+        .position(|f| f.name == "Pneumothorax")
+        .unwrap();
+    // A query nearest to the left report, for an image that shows its pneumothorax on the right.
+    let q = engine
+        .encode_texts(&["Small left pneumothorax."])
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec2::<f32>()
+        .unwrap()
+        .remove(0);
+    let blind = lib.list(&q, &[], 3, Listing::ByFindings, |_| true).unwrap();
+    assert_eq!(blind[0].report.title, "left");
+    let mut sides = vec![Sides::default(); list.finding.len()];
+    sides[ptx] = Sides::RIGHT;
+    let shown = lib.similar(&q, &sides, 3).unwrap();
+    assert_eq!(shown[0].report.title, "right", "{shown:#?}");
+    // The left report still comes, once the other sets are listed (it shares the right one's set).
+    let titles: Vec<&str> = shown.iter().map(|s| s.report.title.as_str()).collect();
+    assert_eq!(titles, ["right", "effusion", "left"]);
+    // Unknown sides: as blind.
+    let unknown = lib.similar(&q, &[], 3).unwrap();
+    assert_eq!(unknown[0].report.title, "left");
+}
+
+#[test]
+fn sides_contradict_only_where_both_name_one_and_share_none() {
+    use radclip_assist::Sides;
+    use radclip_assist::sides::contradicts;
+    let n = Sides::default();
+    assert!(contradicts(&[Sides::LEFT, n], &[Sides::RIGHT, n]));
+    assert!(!contradicts(
+        &[Sides::LEFT, n],
+        &[Sides::LEFT, Sides::RIGHT]
+    ));
+    assert!(!contradicts(&[Sides::BOTH], &[Sides::RIGHT]));
+    assert!(!contradicts(&[n], &[Sides::RIGHT]));
+    assert!(!contradicts(&[Sides::LEFT], &[n]));
+    assert!(!contradicts(&[Sides::LEFT], &[]));
 }

@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 
 use anyhow::Context;
 use candle_core::{DType, Tensor};
-use radclip_assist::{Listing, ReportLibrary};
+use radclip_assist::{Listing, ReportLibrary, Sides};
 use radclip_clip::engine::Engine;
 use radclip_clip::heatmap::{EncodedImage, Method};
 use radclip_clip::preprocess::Rgb8;
@@ -128,6 +128,28 @@ fn encode(engine: &Engine, set: &[Rendered]) -> anyhow::Result<Tensor> {
         .collect::<Result<Vec<_>, _>>()?;
     let refs: Vec<_> = prepared.iter().collect();
     Ok(engine.encode_images(&refs, 32)?)
+}
+
+/// Per finding of the list, the sides the study's truth has it on (none for findings it lacks or that
+/// have no side).
+fn truth_sides(r: &Rendered, kinds: &[Option<Kind>]) -> Vec<Sides> {
+    kinds
+        .iter()
+        .map(|k| {
+            r.truth
+                .case
+                .findings
+                .iter()
+                .filter(|f| Some(f.kind) == *k)
+                .filter_map(|f| f.side)
+                .fold(Sides::default(), |acc, s| {
+                    acc.union(match s {
+                        radclip_phantom::Side::Left => Sides::LEFT,
+                        radclip_phantom::Side::Right => Sides::RIGHT,
+                    })
+                })
+        })
+        .collect()
 }
 
 fn kind_of(list_name: &str) -> Option<Kind> {
@@ -393,6 +415,11 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         })
         .count() as f64
         / set.len().max(1) as f64;
+    // Each report's sides as written, for the wrong-side measure.
+    let report_sides: Vec<Vec<Sides>> = set
+        .iter()
+        .map(|r| words.sides(&r.truth.report.text()))
+        .collect();
     let mut library = ReportLibrary::new(Some(words).filter(radclip_report::Labeler::has_mentions));
     for (b, chunk) in set.chunks(64).enumerate() {
         let reports = chunk
@@ -405,22 +432,60 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         library.add(&engine, reports)?;
     }
     let diversity = radclip_index::Diversity::default();
-    let (mut hits, mut hits_mmr, mut hits_plain) = (0usize, 0usize, 0usize);
+    let (mut hits, mut hits_mmr, mut hits_plain, mut hits_blind) = (0usize, 0usize, 0usize, 0usize);
+    // Sides: the image's, read from its maps as the viewer reads them, against its truth; and how
+    // often the first report listed names a finding the image has on a side it does not have.
+    let (mut lateral_images, mut wrong_first, mut wrong_first_blind) = (0usize, 0usize, 0usize);
+    let (mut sides_judged, mut sides_right) = (0usize, 0usize);
     for (qi, img) in imgs.iter().enumerate() {
         let want = label(&set[qi]);
-        let found = |listing: Listing| -> anyhow::Result<usize> {
-            let listed = library.list(img, 5, listing, |p| p != qi)?;
-            Ok(usize::from(listed.iter().any(|h| {
-                set.get(h.position).map(label) == Some(want.clone())
-            })))
+        let truth_sides = truth_sides(&set[qi], &kinds);
+        let encoded = EncodedImage::new(&engine, &engine.prepare(set[qi].image.clone())?)?;
+        let scores = prompts
+            .score(&encoded.features)?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let sides = radclip_assist::sides::image_sides(&engine, &encoded, &list, &scores)?;
+        for (got, truth) in sides.iter().zip(&truth_sides) {
+            if !got.is_none() && !truth.is_none() {
+                sides_judged += 1;
+                sides_right += usize::from(got == truth);
+            }
+        }
+        let listed = |listing: Listing| library.list(img, &sides, 5, listing, |p| p != qi);
+        let found = |l: &[radclip_assist::SimilarReport]| {
+            usize::from(
+                l.iter()
+                    .any(|h| set.get(h.position).map(label) == Some(want.clone())),
+            )
         };
-        hits += found(Listing::Shown)?;
-        hits_mmr += found(Listing::Diverse)?;
-        hits_plain += found(Listing::Similarity)?;
+        // A side named for a finding the image has, other than its side.
+        let wrong_side = |l: &[radclip_assist::SimilarReport]| {
+            l.first().is_some_and(|h| {
+                report_sides[h.position]
+                    .iter()
+                    .zip(&truth_sides)
+                    .any(|(r, t)| !r.is_none() && !t.is_none() && r != t)
+            })
+        };
+        let shown = listed(Listing::Shown)?;
+        let blind = listed(Listing::ByFindings)?;
+        hits += found(&shown);
+        hits_blind += found(&blind);
+        hits_mmr += found(&listed(Listing::Diverse)?);
+        hits_plain += found(&listed(Listing::Similarity)?);
+        if truth_sides.iter().any(|s| !s.is_none()) {
+            lateral_images += 1;
+            wrong_first += usize::from(wrong_side(&shown));
+            wrong_first_blind += usize::from(wrong_side(&blind));
+        }
     }
     let recall5 = hits as f64 / set.len().max(1) as f64;
+    let recall5_blind = hits_blind as f64 / set.len().max(1) as f64;
     let recall5_mmr = hits_mmr as f64 / set.len().max(1) as f64;
     let recall5_plain = hits_plain as f64 / set.len().max(1) as f64;
+    let lateral = lateral_images.max(1) as f64;
 
     // Heatmaps on the first studies with findings.
     let prompt_of = |k: Kind| -> String {
@@ -576,6 +641,25 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         recall5_plain.into(),
     );
     report.insert("retrieval_recall_at_5_mmr".into(), recall5_mmr.into());
+    report.insert(
+        "retrieval_recall_at_5_blind_to_sides".into(),
+        recall5_blind.into(),
+    );
+    report.insert(
+        "first_report_wrong_side".into(),
+        serde_json::json!({
+            "images_with_a_lateral_finding": lateral_images,
+            "as_listed": wrong_first as f64 / lateral,
+            "blind_to_sides": wrong_first_blind as f64 / lateral,
+        }),
+    );
+    report.insert(
+        "image_side_accuracy".into(),
+        serde_json::json!({
+            "findings": sides_judged,
+            "accuracy": sides_right as f64 / sides_judged.max(1) as f64,
+        }),
+    );
     report.insert(
         "retrieval_listing".into(),
         if labelled {

@@ -212,4 +212,21 @@ fn eval_lists_similar_reports_one_per_set_of_stated_findings() {
             .unwrap()
             .contains("set of findings")
     );
+    // The first report listed names a finding the image has on the other side rarely, where the
+    // side-blind listing often does; the image's sides are read from its maps.
+    let wrong = &v["first_report_wrong_side"];
+    let (listed_wrong, blind_wrong) = (
+        wrong["as_listed"].as_f64().unwrap(),
+        wrong["blind_to_sides"].as_f64().unwrap(),
+    );
+    assert!(
+        listed_wrong < 0.08 && blind_wrong > listed_wrong + 0.2,
+        "first report on the wrong side: {listed_wrong} as listed, {blind_wrong} blind to sides"
+    );
+    assert!(wrong["images_with_a_lateral_finding"].as_u64().unwrap() > 50);
+    assert!(v["image_side_accuracy"]["accuracy"].as_f64().unwrap() > 0.9);
+    assert_eq!(
+        v["retrieval_recall_at_5_blind_to_sides"],
+        v["retrieval_recall_at_5"]
+    );
 }

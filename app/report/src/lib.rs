@@ -53,12 +53,64 @@ pub struct Concept {
     pub not_mentions: Vec<String>,
 }
 
-/// One mention found in a report: which concept, where (byte range in the text), and what is said.
+/// The side of the body a mention is on, as the report says it (the patient's left and right).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+pub struct Sides {
+    pub left: bool,
+    pub right: bool,
+}
+
+impl Sides {
+    pub const LEFT: Sides = Sides {
+        left: true,
+        right: false,
+    };
+    pub const RIGHT: Sides = Sides {
+        left: false,
+        right: true,
+    };
+    pub const BOTH: Sides = Sides {
+        left: true,
+        right: true,
+    };
+
+    /// No side named.
+    pub fn is_none(self) -> bool {
+        !self.left && !self.right
+    }
+
+    /// Whether the two name a side in common.
+    pub fn shares(self, other: Sides) -> bool {
+        (self.left && other.left) || (self.right && other.right)
+    }
+
+    pub fn union(self, other: Sides) -> Sides {
+        Sides {
+            left: self.left || other.left,
+            right: self.right || other.right,
+        }
+    }
+
+    /// "left", "right", "bilateral" or "" (none named).
+    pub fn name(self) -> &'static str {
+        match (self.left, self.right) {
+            (true, true) => "bilateral",
+            (true, false) => "left",
+            (false, true) => "right",
+            (false, false) => "",
+        }
+    }
+}
+
+/// One mention found in a report: which concept, where (byte range in the text), what is said, and on
+/// which side (the side word nearest to it in its clause: "small left pleural effusion", "effusion on
+/// the right", "bilateral effusions").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mention {
     pub concept: usize,
     pub range: std::ops::Range<usize>,
     pub assertion: Assertion,
+    pub sides: Sides,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,6 +265,50 @@ const TERMINATOR: &[&str] = &[
     "yet",
     "there",
 ];
+/// Words that name a side, and the side.
+const SIDE_WORDS: &[(&str, Sides)] = &[
+    ("left", Sides::LEFT),
+    ("right", Sides::RIGHT),
+    ("bilateral", Sides::BOTH),
+    ("bilaterally", Sides::BOTH),
+    ("both", Sides::BOTH),
+    ("biapical", Sides::BOTH),
+    ("bibasilar", Sides::BOTH),
+    ("bibasal", Sides::BOTH),
+];
+/// How many words from a mention its side word may be.
+const SIDE_REACH: usize = 10;
+
+/// The side named nearest to the mention at `span` in its clause (before it first on a tie; inside the
+/// mention counts), not across a word that turns the sentence.
+fn side_of(tokens: &[Token], span: std::ops::Range<usize>) -> Sides {
+    let side_at = |at: usize| {
+        tokens.get(at).and_then(|t| {
+            SIDE_WORDS
+                .iter()
+                .find(|(w, _)| *w == t.text)
+                .map(|(_, s)| *s)
+        })
+    };
+    if let Some(s) = span.clone().find_map(side_at) {
+        return s;
+    }
+    for d in 1..=SIDE_REACH {
+        let before = span.start.checked_sub(d);
+        let after = span.end + d - 1;
+        let blocked_before =
+            before.is_none_or(|b| (b..span.start).any(|k| is_terminator(tokens, k)));
+        if !blocked_before && let Some(s) = before.and_then(side_at) {
+            return s;
+        }
+        let blocked_after = (span.end..=after).any(|k| is_terminator(tokens, k));
+        if !blocked_after && let Some(s) = side_at(after) {
+            return s;
+        }
+    }
+    Sides::default()
+}
+
 /// Words that, inside a phrase's gap, negate its mention ("the heart is not enlarged").
 const GAP_NEGATION: &[&str] = &["no", "not", "without", "never", "isnt", "arent"];
 
@@ -524,6 +620,7 @@ impl Labeler {
                             concept: ci,
                             range: clause[s].range.start..clause[e - 1].range.end,
                             assertion: assess(clause, &doubt, s..e, negated),
+                            sides: side_of(clause, s..e),
                         });
                     }
                     s = e;
@@ -540,6 +637,20 @@ impl Labeler {
         for m in self.mentions(text) {
             if let Some(slot) = out.get_mut(m.concept) {
                 *slot = (*slot).max(Some(m.assertion));
+            }
+        }
+        out
+    }
+
+    /// Per concept, the sides on which `text` states it (present or hedged): the union over its
+    /// stated mentions; none named, or not stated: [`Sides::default`].
+    pub fn sides(&self, text: &str) -> Vec<Sides> {
+        let mut out = vec![Sides::default(); self.concepts.len()];
+        for m in self.mentions(text) {
+            if m.assertion.is_stated()
+                && let Some(slot) = out.get_mut(m.concept)
+            {
+                *slot = slot.union(m.sides);
             }
         }
         out

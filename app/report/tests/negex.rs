@@ -216,3 +216,46 @@ fn phrases_must_have_words_at_both_ends() {
             .has_mentions()
     );
 }
+
+#[test]
+fn each_stated_mention_takes_the_side_named_nearest_to_it() {
+    use radclip_report::Sides;
+    let l = labeler();
+    let sides = |text: &str| {
+        let s = l.sides(text);
+        (s[0], s[1])
+    };
+    let none = Sides::default();
+    // Before the mention, inside a phrase's gap, after it.
+    assert_eq!(sides("Small right pleural effusion."), (Sides::RIGHT, none));
+    assert_eq!(
+        sides("Blunting of the left costophrenic angle."),
+        (Sides::LEFT, none)
+    );
+    assert_eq!(sides("Pneumothorax on the left."), (none, Sides::LEFT));
+    // Two findings, two sides: each takes its nearest.
+    assert_eq!(
+        sides("Large right pneumothorax with a small left effusion."),
+        (Sides::LEFT, Sides::RIGHT)
+    );
+    assert_eq!(
+        sides("Bilateral pleural effusions. No pneumothorax on the right."),
+        (Sides::BOTH, none)
+    );
+    // A side in another sentence, or across a turn, is not this mention's.
+    assert_eq!(
+        sides("The left lung is clear. Pneumothorax."),
+        (none, Sides::default())
+    );
+    assert_eq!(
+        sides("Left lung clear but pneumothorax present."),
+        (none, none)
+    );
+    // Negated or unmentioned findings have no side; mentions of one finding on both sides add up.
+    assert_eq!(sides("No left pleural effusion."), (none, none));
+    assert_eq!(
+        sides("Right effusion. Small left effusion."),
+        (Sides::BOTH, none)
+    );
+    assert_eq!(Sides::BOTH.name(), "bilateral");
+}

@@ -272,3 +272,49 @@ fn measure(list: List, file: &str, floor: &[(&str, f64)], normal_floor: f64) {
     }
     assert!(failures.is_empty(), "{failures:#?}");
 }
+
+/// The side each stated finding is named on, against the side its MeSH term carries ("Pleural
+/// Effusion/right/small"): over reports that name a side for the finding and whose indexer gave one.
+#[test]
+fn open_i_sides_agree_with_their_indexing() {
+    use radclip_report::Sides;
+    let labeler = common::labeler("radclip-demo/findings.toml");
+    let reports = reports();
+    let (mut compared, mut agree) = (0usize, 0usize);
+    let mut disagree = Vec::new();
+    for r in reports.iter().filter(|r| !r.text.trim().is_empty()) {
+        let sides = labeler.sides(&r.text);
+        for (i, name) in labeler.names().iter().enumerate() {
+            let indexed_sides = r
+                .mesh
+                .iter()
+                .filter(|m| indexed(List::Demo, name, std::slice::from_ref(*m)) == Some(true))
+                .flat_map(|m| m.split('/').skip(1))
+                .fold(Sides::default(), |acc, q| match q {
+                    "left" => acc.union(Sides::LEFT),
+                    "right" => acc.union(Sides::RIGHT),
+                    "bilateral" => acc.union(Sides::BOTH),
+                    _ => acc,
+                });
+            if sides[i].is_none() || indexed_sides.is_none() {
+                continue;
+            }
+            compared += 1;
+            if sides[i] == indexed_sides {
+                agree += 1;
+            } else if disagree.len() < 10 {
+                disagree.push((name.clone(), sides[i], indexed_sides, r.mesh.clone()));
+            }
+        }
+    }
+    let rate = agree as f64 / compared.max(1) as f64;
+    eprintln!("Open-i sides: {agree}/{compared} = {rate:.3}");
+    if std::env::var_os("OPENI_DUMP").is_some() {
+        eprintln!("{disagree:#?}");
+    }
+    assert!(
+        compared >= 200,
+        "only {compared} findings with sides on both"
+    );
+    assert!(rate >= 0.93, "sides agree {rate:.3}: {disagree:#?}");
+}

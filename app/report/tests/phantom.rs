@@ -4,7 +4,8 @@
 
 mod common;
 
-use radclip_phantom::cxr::Kind;
+use radclip_phantom::cxr::{Kind, Side};
+use radclip_report::Sides;
 
 #[test]
 fn phantom_reports_are_read_back_as_written() {
@@ -36,4 +37,53 @@ fn phantom_reports_are_read_back_as_written() {
     eprintln!("phantom reports read back: findings {findings_ok}/{n}, whole text {text_ok}/{n}");
     assert_eq!(findings_ok, n, "misread: {wrong:#?}");
     assert_eq!(text_ok, n);
+}
+
+#[test]
+fn phantom_reports_name_each_finding_on_its_side() {
+    let labeler = common::demo_labeler();
+    let kinds: Vec<Kind> = labeler
+        .names()
+        .iter()
+        .map(|n| {
+            *Kind::ALL
+                .iter()
+                .find(|k| k.name().eq_ignore_ascii_case(n))
+                .unwrap()
+        })
+        .collect();
+    let n = 1000u64;
+    let (mut checked, mut right) = (0u64, 0u64);
+    let mut wrong = Vec::new();
+    for i in 0..n {
+        let s = radclip_phantom::cxr_sample(1000, i);
+        let got = labeler.sides(&s.report.text());
+        for (k, sides) in kinds.iter().zip(&got) {
+            // The truth's sides of this kind (cardiomegaly has none).
+            let want = s
+                .case
+                .findings
+                .iter()
+                .filter(|f| f.kind == *k)
+                .filter_map(|f| f.side)
+                .fold(Sides::default(), |acc, side| {
+                    acc.union(match side {
+                        Side::Left => Sides::LEFT,
+                        Side::Right => Sides::RIGHT,
+                    })
+                });
+            if !s.case.has(*k) {
+                continue;
+            }
+            checked += 1;
+            if *sides == want {
+                right += 1;
+            } else if wrong.len() < 5 {
+                wrong.push((k.name(), want, *sides, s.report.text()));
+            }
+        }
+    }
+    eprintln!("phantom findings on their side: {right}/{checked}");
+    assert!(checked > 500);
+    assert_eq!(right, checked, "misread: {wrong:#?}");
 }

@@ -165,12 +165,15 @@ type PendingLibrary = (std::vec::IntoIter<LibraryReport>, ReportLibrary);
 
 struct State {
     engine: Engine,
+    list: FindingList,
     prompts: PromptSet,
     /// Complete libraries only: a partial one would give other reports than the finished one.
     library: Option<ReportLibrary>,
     pending: Option<PendingLibrary>,
     /// The frame read last, kept so that a new prompt on it is cheap.
     current: Option<(FrameKey, EncodedImage)>,
+    /// The sides the frame read last shows its present findings on, for its similar reports.
+    current_sides: Vec<radclip_assist::Sides>,
 }
 
 fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wake: impl Fn()) {
@@ -226,12 +229,14 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
         .flatten();
     let mut state = State {
         engine,
+        list,
         prompts,
         library: None,
         pending: setup
             .library
             .map(|make| (make().into_iter(), ReportLibrary::new(labeler))),
         current: None,
+        current_sides: Vec::new(),
     };
     loop {
         // While the library is being embedded, a request waits at most one batch.
@@ -327,7 +332,9 @@ impl State {
             .to_dtype(candle_core::DType::F32)
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| e.to_string())?;
-        let reports = lib.similar(&q, SIMILAR).map_err(|e| e.to_string())?;
+        let reports = lib
+            .similar(&q, &self.current_sides, SIMILAR)
+            .map_err(|e| e.to_string())?;
         send(AiEvent::Similar {
             key: key.clone(),
             reports,
@@ -372,9 +379,16 @@ impl State {
             .unwrap_or_default();
         send(AiEvent::Findings {
             key: f.key.clone(),
-            scores,
+            scores: scores.clone(),
             ms: t.elapsed().as_secs_f64() * 1e3,
         });
+        // Similar reports prefer the sides the image shows its findings on (a map per present finding).
+        self.current_sides = if self.library.is_some() || self.pending.is_some() {
+            radclip_assist::sides::image_sides(&self.engine, &encoded, &self.list, &scores)
+                .map_err(|e| e.to_string())?
+        } else {
+            Vec::new()
+        };
         self.send_similar(&f.key, &encoded.features, send)?;
         self.current = Some((f.key, encoded));
         Ok(())

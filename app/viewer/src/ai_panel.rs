@@ -22,6 +22,20 @@ pub enum ModelStatus {
     Failed(String),
 }
 
+/// "Pneumothorax (right), Cardiomegaly": each stated finding with the side the report names it on.
+fn stated_with_sides(r: &SimilarReport, stated: &[String]) -> String {
+    let sides = r.stated_sides.as_deref().unwrap_or_default();
+    stated
+        .iter()
+        .enumerate()
+        .map(|(i, name)| match sides.get(i).map(|s| s.name()) {
+            Some(side) if !side.is_empty() => format!("{name} ({side})"),
+            _ => name.clone(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// A clause as a sentence's start ("no usable NVIDIA GPU…" → "No usable NVIDIA GPU…").
 fn cap_first(s: &str) -> String {
     let mut c = s.chars();
@@ -484,7 +498,9 @@ impl AiPanel {
                     .on_hover_text(
                         "Cosine similarity to the image. In order of similarity, the first report of \
                          each set of findings its text states (read with the model's finding list), \
-                         so five rewordings of one reading do not fill the list.",
+                         so five rewordings of one reading do not fill the list; of each set, the \
+                         nearest report that names its findings on the sides the image shows them \
+                         (where each present finding's MaskCLIP map peaks), and those first.",
                     );
                 } else {
                     let d = radclip_index::Diversity::default();
@@ -506,7 +522,7 @@ impl AiPanel {
                                 ui.small(if stated.is_empty() {
                                     "States none of the listed findings.".to_string()
                                 } else {
-                                    format!("States: {}.", stated.join(", "))
+                                    format!("States: {}.", stated_with_sides(r, stated))
                                 });
                             }
                             ui.label(&r.report.text);

@@ -170,6 +170,25 @@ fn ai_panel_reads_the_demo_radiographs() {
         ptx >= 3,
         "only {ptx} of 5 similar reports state a pneumothorax"
     );
+    // The study's pneumothorax is on the patient's right: the first report listed says so (the
+    // nearest report by similarity alone is a left one).
+    let truth_side = {
+        let text = std::fs::read_to_string(
+            root().join("assets/demo-cxr/PHANTOM-CXR-2026-0000/truth.json"),
+        )
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["findings"][0]["side"].as_str().unwrap().to_string()
+    };
+    let first = &similar[0];
+    let at = first
+        .stated
+        .as_ref()
+        .unwrap()
+        .iter()
+        .position(|n| n == "Pneumothorax")
+        .unwrap();
+    assert_eq!(first.stated_sides.as_ref().unwrap()[at].name(), truth_side);
     h.snapshot("ai_panel_pneumothorax");
 
     // "Copy provenance": what is shown for this image, with the weights' SHA-256 as sha256sum reads it.
