@@ -351,6 +351,90 @@ pub fn heatmap(m: &ModelArgs, a: HeatmapArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub struct AttentionArgs {
+    pub file: PathBuf,
+    pub out: PathBuf,
+    pub from_patch: Option<String>,
+    pub frame: u32,
+    pub json: bool,
+}
+
+/// Longest side of a layer's PNG per head, about: each patch is drawn as a square of this over the grid.
+const ATTENTION_PNG_SIDE: usize = 224;
+
+/// `radclip attention`: the inspector's maps of one image, as .npy and one PNG per layer.
+pub fn attention(m: &ModelArgs, a: AttentionArgs) -> anyhow::Result<()> {
+    use radclip_assist::attention::{AttentionMaps, Query};
+    use radclip_clip::heatmap::EncodedImage;
+    let query = match &a.from_patch {
+        None => Query::ClassToken,
+        Some(s) => {
+            let parsed = s
+                .split_once(',')
+                .and_then(|(r, c)| Some((r.trim().parse().ok()?, c.trim().parse().ok()?)));
+            let Some((row, col)) = parsed else {
+                bail!("--from-patch takes ROW,COL (e.g. 3,7), not \"{s}\"");
+            };
+            Query::Patch { row, col }
+        }
+    };
+    let engine = load_engine(m)?;
+    let t = Instant::now();
+    let prepared = prepare_file(&engine, &a.file, a.frame)?;
+    let encoded = EncodedImage::new(&engine, &prepared)?;
+    let maps = AttentionMaps::of(&encoded, query)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    std::fs::create_dir_all(&a.out).with_context(|| format!("cannot make {}", a.out.display()))?;
+    let npy = a.out.join("attention.npy");
+    radclip_dicom::export::write_atomic(&npy, &maps.npy())
+        .with_context(|| format!("cannot write {}", npy.display()))?;
+    let cell = (ATTENTION_PNG_SIDE / maps.grid.0.max(maps.grid.1).max(1)).max(1);
+    let mut written = vec![npy.clone()];
+    for layer in 0..maps.layers {
+        let Some(img) = maps.layer_image(layer, cell) else {
+            continue;
+        };
+        let png = a.out.join(format!("layer-{layer:02}.png"));
+        let rendered = radclip_dicom::Rendered::Rgb {
+            rows: img.height as u32,
+            cols: img.width as u32,
+            data: img.data,
+        };
+        radclip_dicom::export::write_png(&rendered, &png)?;
+        written.push(png);
+    }
+    let p = Provenance::new(
+        &model_provenance(&engine)?,
+        &format!("attention from the {}", query.name()),
+        Vec::new(),
+        ms,
+    );
+    let side = sidecar(&npy);
+    radclip_dicom::export::write_atomic(&side, p.text().as_bytes())
+        .with_context(|| format!("cannot write {}", side.display()))?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"path": a.file.display().to_string(), "layers": maps.layers,
+                "heads": maps.heads, "grid": [maps.grid.0, maps.grid.1], "query": maps.query,
+                "shape": [maps.layers, maps.heads, maps.grid.0, maps.grid.1],
+                "files": written.iter().map(|w| w.display().to_string()).collect::<Vec<_>>(),
+                "provenance": p})
+        );
+    } else {
+        eprintln!(
+            "radclip: {} layers × {} heads on a {}×{} grid, from the {}, written to {}",
+            maps.layers,
+            maps.heads,
+            maps.grid.0,
+            maps.grid.1,
+            query.name(),
+            a.out.display()
+        );
+    }
+    Ok(())
+}
+
 /// A phantom study's report as a library report, as the demo archive and `radclip eval` both hold it:
 /// the whole text labelled, the findings section embedded (CLIP text towers read 77 tokens).
 pub fn library_report(

@@ -460,15 +460,39 @@ pub fn clip(
                 "tokens": batch.ids.first().map_or(0, Vec::len), "device": on.place})
         );
     }
-    if !part("heatmap") {
-        return Ok(());
-    }
     let img: Vec<u8> = (0..512 * 512 * 3).map(|i| (i % 251) as u8).collect();
     let img = radclip_clip::preprocess::Rgb8 {
         width: 512,
         height: 512,
         data: img,
     };
+    if part("attention") {
+        // The inspector once the image is encoded: every layer's and head's map from the class token,
+        // and with one tiled image per layer as the panel and `radclip attention` draw them.
+        use radclip_assist::attention::{AttentionMaps, Query};
+        let e = EncodedImage::new(&engine, &engine.prepare(img.clone())?)?;
+        let ms_maps = time(&mut || {
+            std::hint::black_box(AttentionMaps::of(&e, Query::ClassToken)?);
+            Ok(())
+        })?;
+        let ms_images = time(&mut || {
+            let m = AttentionMaps::of(&e, Query::ClassToken)?;
+            for layer in 0..m.layers {
+                std::hint::black_box(m.layer_image(layer, 16));
+            }
+            Ok(())
+        })?;
+        let m = AttentionMaps::of(&e, Query::ClassToken)?;
+        println!(
+            "{}",
+            serde_json::json!({"bench": "attention_maps", "model": name, "layers": m.layers,
+                "heads": m.heads, "grid": [m.grid.0, m.grid.1], "maps_ms": ms_maps,
+                "maps_and_layer_images_ms": ms_images, "device": on.place})
+        );
+    }
+    if !part("heatmap") {
+        return Ok(());
+    }
     for method in Method::ALL {
         let ms_new_image = time(&mut || {
             let p = engine.prepare(img.clone())?;

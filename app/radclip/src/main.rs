@@ -119,6 +119,23 @@ enum Command {
         #[arg(long)]
         refine: bool,
     },
+    /// Every layer's and head's attention from the class token (or a patch) to the patch grid:
+    /// attention.npy (float32 [layers, heads, rows, columns]) and one PNG per layer, heads side by side.
+    Attention {
+        file: PathBuf,
+        #[command(flatten)]
+        model: ModelOpt,
+        /// Folder to write into (made if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// Read the attention of the patch at ROW,COL of the grid instead of the class token's.
+        #[arg(long, value_name = "ROW,COL")]
+        from_patch: Option<String>,
+        #[arg(long, default_value_t = 0)]
+        frame: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Embed unlabelled images of a model's domain (DICOM, PNG, JPEG) as its reference set:
     /// named as `reference` under [zero_shot] in the model's radclip.toml, it puts every single prompt
     /// pair on its finding's scale, so paraphrases of a prompt differ only where they rank images apart.
@@ -293,8 +310,8 @@ enum BenchWhat {
         batches: Vec<usize>,
         #[arg(long, default_value_t = 5)]
         repeat: usize,
-        /// Time only these parts (image, text, heatmap), e.g. for a profile of one of them.
-        #[arg(long, value_delimiter = ',', default_values_t = ["image".to_string(), "text".into(), "heatmap".into()])]
+        /// Time only these parts (image, text, attention, heatmap), e.g. for a profile of one of them.
+        #[arg(long, value_delimiter = ',', default_values_t = ["image".to_string(), "text".into(), "attention".into(), "heatmap".into()])]
         only: Vec<String>,
         /// cpu, cuda or auto (f16 on a GPU, as the engine loads it).
         #[arg(long, default_value = "cpu")]
@@ -446,6 +463,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 frame,
                 json,
                 refine,
+            },
+        ),
+        Some(Command::Attention {
+            file,
+            model,
+            out,
+            from_patch,
+            frame,
+            json,
+        }) => ai::attention(
+            &model.args(),
+            ai::AttentionArgs {
+                file,
+                out,
+                from_patch,
+                frame,
+                json,
             },
         ),
         Some(Command::ConvertOpenai {

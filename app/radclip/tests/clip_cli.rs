@@ -469,3 +469,140 @@ fn a_reference_set_calibrates_single_pairs_only() {
     assert!(err.contains("two or more images"), "{err}");
     assert!(!tmp.path().join("none.safetensors").exists());
 }
+
+/// The values of a float32 `.npy` file written by radclip, with its shape.
+fn npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap();
+    assert_eq!(&bytes[..6], b"\x93NUMPY");
+    let n = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
+    let header = String::from_utf8(bytes[10..10 + n].to_vec()).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    let shape = header
+        .split("'shape': (")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let values = bytes[10 + n..]
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    (shape, values)
+}
+
+#[test]
+fn attention_writes_every_layer_and_head_as_transformers_computes_them() {
+    let model = fixtures().join("tiny-quickgelu");
+    let reference = candle_core::safetensors::load(
+        model.join("attention_reference.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let image = fixtures().join("preprocess/grey.png");
+    for (from, key) in [(None, "image1_cls"), (Some("1,2"), "image1_patch")] {
+        let out = tempfile::tempdir().unwrap();
+        let mut c = bin();
+        c.arg("attention")
+            .arg(&image)
+            .arg("--model")
+            .arg(&model)
+            .arg("--out")
+            .arg(out.path())
+            .arg("--json");
+        if let Some(f) = from {
+            c.args(["--from-patch", f]);
+        }
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["shape"], serde_json::json!([2, 4, 4, 4]));
+        let (shape, got) = npy_f32(&out.path().join("attention.npy"));
+        assert_eq!(shape, [2, 4, 4, 4]);
+        let want: Vec<f32> = reference[key].flatten_all().unwrap().to_vec1().unwrap();
+        let d = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(d < 1e-5, "{key}: differs from transformers by {d}");
+        // One PNG per layer, and the provenance beside the maps.
+        for layer in ["layer-00.png", "layer-01.png"] {
+            assert!(out.path().join(layer).is_file(), "{layer}");
+        }
+        let p: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out.path().join("attention.npy.provenance.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            p["method"]
+                .as_str()
+                .unwrap()
+                .starts_with("attention from the")
+        );
+    }
+    // A patch off the grid is one sentence, not a panic.
+    let out = tempfile::tempdir().unwrap();
+    let o = bin()
+        .arg("attention")
+        .arg(&image)
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(out.path())
+        .args(["--from-patch", "9,0"])
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("outside the 4×4 patch grid"));
+}
+
+#[test]
+fn attention_reads_a_timm_vision_tower_too() {
+    // The tiny BiomedCLIP-shaped open_clip pickle, converted as a user would.
+    let converted = tempfile::tempdir().unwrap();
+    let model = converted.path().join("model");
+    let o = bin()
+        .arg("convert-open-clip")
+        .arg(fixtures().join("tiny-biomedclip"))
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = tempfile::tempdir().unwrap();
+    let o = bin()
+        .arg("attention")
+        .arg(fixtures().join("preprocess/rgb.png"))
+        .arg("--model")
+        .arg(&model)
+        .arg("--out")
+        .arg(out.path())
+        .arg("--json")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
+    let (npy_shape, values) = npy_f32(&out.path().join("attention.npy"));
+    assert_eq!(npy_shape, shape);
+    // Softmax rows: each head's attention to the patches is positive and, with the class token's own
+    // share left out, sums to at most 1.
+    let per_map = shape[2] * shape[3];
+    for m in values.chunks(per_map) {
+        let s: f32 = m.iter().sum();
+        assert!(
+            m.iter().all(|x| *x >= 0.0) && s <= 1.0 + 1e-5 && s > 0.0,
+            "{s}"
+        );
+    }
+}
