@@ -3,13 +3,16 @@
 //! rendered with the card's window) and the report library (`library`: embedded a batch at a time,
 //! each report labelled with the findings it states, similar reports listed one per set of findings),
 //! the side of the body the image shows each finding on (`sides`), the attention inspector's maps
-//! (`attention`), and the provenance every output carries (`provenance`).
+//! (`attention`), the user's report archives (`archive`) and indexes of reports and images (`store`),
+//! and the provenance every output carries (`provenance`).
 
+pub mod archive;
 pub mod attention;
 pub mod frame;
 pub mod library;
 pub mod provenance;
 pub mod sides;
+pub mod store;
 
 pub use library::{LibraryReport, Listing, ReportLibrary, SimilarReport};
 pub use provenance::{ModelProvenance, Provenance};

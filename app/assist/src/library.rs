@@ -73,6 +73,19 @@ pub fn labeler(list: &FindingList) -> Result<Option<Labeler>> {
     Ok(Some(Labeler::new(concepts(list))?).filter(Labeler::has_mentions))
 }
 
+/// The text features [N][P] of `reports`' embedded parts, as one padded batch.
+pub fn embed_reports(engine: &Engine, reports: &[LibraryReport]) -> Result<Vec<Vec<f32>>> {
+    if reports.is_empty() {
+        return Ok(Vec::new());
+    }
+    let texts: Vec<&str> = reports.iter().map(|r| r.embedded.as_str()).collect();
+    Ok(engine
+        .model
+        .text_features(&engine.tokenizer.batch(&texts)?)?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec2::<f32>()?)
+}
+
 /// Reports, their text features and what each states; empty until [`ReportLibrary::add`].
 #[derive(Debug, Clone)]
 pub struct ReportLibrary {
@@ -104,16 +117,13 @@ impl ReportLibrary {
 
     /// Embeds `reports` (one padded batch: callers pass tens, not thousands) and labels each.
     pub fn add(&mut self, engine: &Engine, reports: Vec<LibraryReport>) -> Result<()> {
-        if reports.is_empty() {
-            return Ok(());
-        }
-        let texts: Vec<&str> = reports.iter().map(|r| r.embedded.as_str()).collect();
-        let feats = engine
-            .model
-            .text_features(&engine.tokenizer.batch(&texts)?)?
-            .to_dtype(candle_core::DType::F32)?
-            .to_vec2::<f32>()?;
-        for (report, f) in reports.into_iter().zip(feats) {
+        let feats = embed_reports(engine, &reports)?;
+        self.add_embedded(reports.into_iter().zip(feats).collect())
+    }
+
+    /// Adds reports already embedded (an index made by `radclip index`): `features` per report.
+    pub fn add_embedded(&mut self, reports: Vec<(LibraryReport, Vec<f32>)>) -> Result<()> {
+        for (report, f) in reports {
             let (stated, sides) = self
                 .labeler
                 .as_ref()

@@ -25,7 +25,7 @@ pub fn load_engine(m: &ModelArgs) -> anyhow::Result<Engine> {
 /// The DICOM and PNG/JPEG files under `dir` (hidden entries skipped), sorted, and how many PNG/JPEG files
 /// were left out as sidecars: in a folder that holds DICOM files, pictures beside them are masks, thumbnails
 /// or exports of those files (the phantoms' `mask-*.png`), not more images of the series.
-fn files_under(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, usize)> {
+pub fn files_under(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, usize)> {
     let mut out = Vec::new();
     let mut sidecars = 0;
     let mut stack = vec![dir.to_path_buf()];
@@ -64,7 +64,7 @@ fn files_under(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, usize)> {
 /// Image features of `files`, prepared and encoded `batch_size` at a time (so a large folder is never
 /// held decoded in memory at once), with the files they came from. A file that cannot be read as an
 /// image goes to `skip` with its error (which names the file); `skip` may end the run by returning one.
-fn encode_files(
+pub fn encode_files(
     engine: &Engine,
     files: &[PathBuf],
     frame: u32,

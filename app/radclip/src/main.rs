@@ -12,6 +12,7 @@ mod ai;
 mod bench;
 mod eval;
 mod info;
+mod store;
 mod train;
 
 #[derive(Parser)]
@@ -118,6 +119,41 @@ enum Command {
         /// Refine the map along the image's edges (PAMR): one value per input pixel, not per patch.
         #[arg(long)]
         refine: bool,
+    },
+    /// Embed reports (a folder of .txt, Open-i .xml or .csv files, or such a file) and images (DICOM,
+    /// PNG/JPEG) into one index file; run again on a grown folder, only new or changed items are embedded.
+    Index {
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        #[command(flatten)]
+        model: ModelOpt,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        frame: u32,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The entries of an index nearest to a text or an image, best first.
+    Search {
+        index: PathBuf,
+        #[command(flatten)]
+        model: ModelOpt,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long)]
+        image: Option<PathBuf>,
+        #[arg(short = 'k', long, default_value_t = 10)]
+        k: usize,
+        /// reports, images or all.
+        #[arg(long, default_value = "all")]
+        only: String,
+        #[arg(long, default_value_t = 0)]
+        frame: u32,
+        #[arg(long)]
+        json: bool,
     },
     /// Every layer's and head's attention from the class token (or a patch) to the patch grid:
     /// attention.npy (float32 [layers, heads, rows, columns]) and one PNG per layer, heads side by side.
@@ -463,6 +499,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 frame,
                 json,
                 refine,
+            },
+        ),
+        Some(Command::Index {
+            inputs,
+            model,
+            out,
+            frame,
+            batch_size,
+            json,
+        }) => store::index(
+            &model.args(),
+            store::IndexArgs {
+                inputs,
+                out,
+                frame,
+                batch_size,
+                json,
+            },
+        ),
+        Some(Command::Search {
+            index,
+            model,
+            text,
+            image,
+            k,
+            only,
+            frame,
+            json,
+        }) => store::search(
+            &model.args(),
+            store::SearchArgs {
+                index,
+                text,
+                image,
+                k,
+                only,
+                frame,
+                json,
             },
         ),
         Some(Command::Attention {
