@@ -4,6 +4,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
+
 use radclip_dicom as dicom;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -535,5 +537,86 @@ pub fn clip(
                 "refine_new_prompt_ms": ms_refine, "refine_new_image_ms": ms_refine_whole})
         );
     }
+    Ok(())
+}
+
+/// `radclip bench index`: exact top-k over `rows` random unit vectors of `dim` (seeded, so a run is
+/// repeatable), `queries` single-vector searches; with `--write`, the vectors and queries as raw
+/// little-endian f32 (for `tests/fixtures/bench_faiss.py`, which times FAISS on the same vectors).
+pub fn index(
+    rows: usize,
+    dim: usize,
+    queries: usize,
+    k: usize,
+    write: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // xorshift64*: uniform in [-1, 1).
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        let x = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    let mut out = match write {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p.with_extension("vectors.f32"))
+                .with_context(|| format!("cannot write beside {}", p.display()))?,
+        )),
+        None => None,
+    };
+    let t = Instant::now();
+    let mut index: radclip_index::Index<()> = radclip_index::Index::new(dim);
+    let mut row = vec![0f32; dim];
+    for _ in 0..rows {
+        row.iter_mut().for_each(|x| *x = next());
+        index.add(&row, ())?;
+        if let Some(o) = &mut out {
+            // The stored (normalised) row, so both sides search the same vectors.
+            if let Some(r) = index.row(index.len() - 1) {
+                for x in r {
+                    o.write_all(&x.to_le_bytes())?;
+                }
+            }
+        }
+    }
+    let build_ms = t.elapsed().as_secs_f64() * 1e3;
+    let qs: Vec<Vec<f32>> = (0..queries)
+        .map(|_| (0..dim).map(|_| next()).collect())
+        .collect();
+    if let Some(p) = write {
+        let mut f =
+            std::io::BufWriter::new(std::fs::File::create(p.with_extension("queries.f32"))?);
+        for q in &qs {
+            for x in q {
+                f.write_all(&x.to_le_bytes())?;
+            }
+        }
+    }
+    let mut times = Vec::new();
+    let mut top = Vec::new();
+    for q in &qs {
+        let t0 = Instant::now();
+        let hits = index.search(q, k)?;
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
+        top.push(hits.iter().map(|h| h.position).collect::<Vec<_>>());
+    }
+    let rss_kb = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        });
+    println!(
+        "{}",
+        serde_json::json!({"bench": "index_exact", "rows": rows, "dim": dim, "k": k,
+            "threads": rayon::current_num_threads(), "build_ms": build_ms,
+            "search_median_ms": median(times.clone()), "search_ms": times,
+            "vector_bytes": rows * dim * 4, "peak_rss_bytes": rss_kb.map(|k| k * 1024),
+            "top": top})
+    );
     Ok(())
 }

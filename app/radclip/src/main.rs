@@ -353,6 +353,20 @@ enum BenchWhat {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
+    /// Exact top-k over random unit vectors: build and search times, peak memory; --write also writes the
+    /// vectors and queries (PATH.vectors.f32, PATH.queries.f32) for tests/fixtures/bench_faiss.py.
+    Index {
+        #[arg(long, default_value_t = 1_000_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 512)]
+        dim: usize,
+        #[arg(long, default_value_t = 20)]
+        queries: usize,
+        #[arg(short = 'k', long, default_value_t = 10)]
+        k: usize,
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
     /// Write a random-weight model of a real CLIP shape (OpenAI's ViT-B/32 or ViT-B/16) for `bench clip`
     /// where PyTorch cannot make one (the GPU machine).
     MakeModel {
@@ -625,6 +639,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 device,
             } => bench::clip(&model, &batches, repeat, &only, &device),
             BenchWhat::MakeModel { shape, out } => bench::make_model(&shape, &out),
+            BenchWhat::Index {
+                rows,
+                dim,
+                queries,
+                k,
+                write,
+            } => bench::index(rows, dim, queries, k, write.as_deref()),
         },
         None => {
             let paths = match cli.path {
