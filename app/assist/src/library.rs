@@ -102,6 +102,11 @@ impl ReportLibrary {
         }
     }
 
+    /// The labeler that reads the library's reports, if the finding list has words.
+    pub fn labeler(&self) -> Option<&Labeler> {
+        self.labeler.as_ref()
+    }
+
     /// Whether similar reports are listed one per set of stated findings.
     pub fn by_findings(&self) -> bool {
         self.labeler.is_some()

@@ -29,6 +29,25 @@ impl Entry {
 /// An index of entries.
 pub type Store = Index<Entry>;
 
+/// The SHA-256 of each weights file an index was made with, from the provenance beside it.
+pub fn made_with(index: &std::path::Path) -> Option<Vec<String>> {
+    let text = std::fs::read_to_string(crate::provenance::sidecar(index)).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some(
+        v["model"]["weights"]
+            .as_array()?
+            .iter()
+            .filter_map(|w| w["sha256"].as_str().map(str::to_string))
+            .collect(),
+    )
+}
+
+/// Whether `model`'s weights made the index at `index` (its provenance says so).
+pub fn made_by(index: &std::path::Path, model: &crate::ModelProvenance) -> bool {
+    let ours: Vec<String> = model.weights.iter().map(|w| w.sha256.clone()).collect();
+    made_with(index).as_deref() == Some(ours.as_slice())
+}
+
 /// SHA-256 of bytes, lower-case hex.
 pub fn sha256(bytes: &[u8]) -> String {
     Sha256::digest(bytes)

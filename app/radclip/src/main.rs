@@ -32,6 +32,11 @@ struct Cli {
     /// one, else the CPU).
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
     device: String,
+    /// The AI panel's similar-reports library, for any model: a report archive (a folder of .txt,
+    /// Open-i .xml or .csv reports, or such a file) or an index made by `radclip index` (default: the
+    /// demo model's synthetic archive).
+    #[arg(long, value_name = "ARCHIVE")]
+    reports: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -667,7 +672,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 None => Some(default_model()).filter(|d| d.join("config.json").is_file()),
             };
             let label = model.as_deref().and_then(model_label);
-            let setup = model.map(|dir| ai_setup(dir, cli.device));
+            if let Some(r) = cli.reports.as_ref().filter(|r| !r.exists()) {
+                anyhow::bail!("the report library {} does not exist", r.display());
+            }
+            let setup = model.map(|dir| ai_setup(dir, cli.device, cli.reports));
             radclip_viewer::run(paths, label, setup)
                 .map_err(|e| anyhow::anyhow!("the viewer stopped: {e}"))
         }
@@ -775,14 +783,16 @@ pub fn demo_cxr() -> Option<PathBuf> {
         .find(|p| p.is_dir())
 }
 
-/// The AI panel's model in `dir` on `device`, and, for the demo model, a library of archive reports:
-/// phantom studies of the training seed the model never saw (indices past its training set), as a
-/// hospital archive would hold.
-fn ai_setup(dir: PathBuf, device: String) -> radclip_viewer::ai::AiSetup {
+/// The AI panel's model in `dir` on `device`, and its similar-reports library: `reports` (a user's archive
+/// or index) for any model; without it, for the demo model, archive reports of phantom studies of the
+/// training seed the model never saw (indices past its training set), as a hospital archive would hold.
+fn ai_setup(dir: PathBuf, device: String, reports: Option<PathBuf>) -> radclip_viewer::ai::AiSetup {
+    use radclip_viewer::ai::LibrarySource;
     let demo = dir.file_name().is_some_and(|n| n == "radclip-demo");
-    let library: Option<Box<dyn FnOnce() -> Vec<radclip_viewer::ai::LibraryReport> + Send>> = demo
-        .then(|| {
-            Box::new(|| {
+    let library = match reports {
+        Some(p) => Some(LibrarySource::Path(p)),
+        None => demo.then(|| {
+            LibrarySource::Reports(Box::new(|| {
                 (LIBRARY_FIRST..LIBRARY_FIRST + LIBRARY_SIZE)
                     .map(|i| {
                         ai::library_report(
@@ -791,8 +801,9 @@ fn ai_setup(dir: PathBuf, device: String) -> radclip_viewer::ai::AiSetup {
                         )
                     })
                     .collect()
-            }) as Box<dyn FnOnce() -> Vec<_> + Send>
-        });
+            }))
+        }),
+    };
     radclip_viewer::ai::AiSetup {
         model: dir.display().to_string(),
         device,

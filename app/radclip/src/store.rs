@@ -8,8 +8,8 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use radclip_assist::archive::read_reports;
-use radclip_assist::provenance::{ModelProvenance, Provenance, model_provenance, sidecar};
-use radclip_assist::store::{Entry, Store, sha256};
+use radclip_assist::provenance::{Provenance, model_provenance, sidecar};
+use radclip_assist::store::{Entry, Store, made_by, made_with, sha256};
 use radclip_clip::engine::Engine;
 
 use crate::ai::{ModelArgs, encode_files, files_under, load_engine};
@@ -72,23 +72,6 @@ fn progress(len: usize, what: &str) -> ProgressBar {
     bar
 }
 
-/// The weights an index was made with, from the provenance beside it.
-fn made_with(index: &Path) -> Option<Vec<String>> {
-    let text = std::fs::read_to_string(sidecar(index)).ok()?;
-    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
-    Some(
-        v["model"]["weights"]
-            .as_array()?
-            .iter()
-            .filter_map(|w| w["sha256"].as_str().map(str::to_string))
-            .collect(),
-    )
-}
-
-fn digests(m: &ModelProvenance) -> Vec<String> {
-    m.weights.iter().map(|w| w.sha256.clone()).collect()
-}
-
 pub fn index(m: &ModelArgs, a: IndexArgs) -> anyhow::Result<()> {
     let engine = load_engine(m)?;
     // Reports are indexed by what they assert, read with the model's finding list's words.
@@ -106,7 +89,7 @@ pub fn index(m: &ModelArgs, a: IndexArgs) -> anyhow::Result<()> {
     if a.out.is_file() {
         let old = Store::load(&a.out)?;
         before = old.len();
-        if made_with(&a.out).as_deref() == Some(digests(&model).as_slice()) {
+        if made_by(&a.out, &model) {
             for (i, e) in old.items().iter().enumerate() {
                 if let Some(row) = old.row(i) {
                     known.insert((e.source.clone(), e.sha256.clone()), row.to_vec());
@@ -253,9 +236,7 @@ pub fn search(m: &ModelArgs, a: SearchArgs) -> anyhow::Result<()> {
     let store = Store::load(&a.index)?;
     let engine = load_engine(m)?;
     let model = model_provenance(&engine)?;
-    if let Some(w) = made_with(&a.index)
-        && w != digests(&model)
-    {
+    if made_with(&a.index).is_some() && !made_by(&a.index, &model) {
         bail!(
             "{} was made with other weights than {}; search it with the model that made it",
             a.index.display(),

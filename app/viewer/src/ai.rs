@@ -22,8 +22,28 @@ pub struct AiSetup {
     pub model: String,
     /// "cpu", "cuda" or "auto".
     pub device: String,
-    /// Made on the worker thread (it may generate or read many reports).
-    pub library: Option<Box<dyn FnOnce() -> Vec<LibraryReport> + Send>>,
+    /// The similar-reports library, read on the worker thread (it may generate or read many reports).
+    pub library: Option<LibrarySource>,
+}
+
+/// Where the similar-reports library comes from.
+pub enum LibrarySource {
+    /// Reports made on the worker, embedded as they are (the demo's synthetic archive).
+    Reports(Box<dyn FnOnce() -> Vec<LibraryReport> + Send>),
+    /// A user's archive (a folder of .txt, .xml or .csv reports, or such a file), indexed by what each
+    /// report asserts as `radclip index` does; or an index file made by `radclip index` with this
+    /// model's weights.
+    Path(std::path::PathBuf),
+}
+
+/// Whether `p` names an index file rather than an archive.
+fn is_index_file(p: &std::path::Path) -> bool {
+    p.is_file()
+        && !p.extension().is_some_and(|e| {
+            ["txt", "xml", "csv"]
+                .iter()
+                .any(|x| e.eq_ignore_ascii_case(x))
+        })
 }
 
 /// A frame to read, with what the model card may need from the viewer.
@@ -200,6 +220,7 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
         .inspect_err(|e| tracing::warn!("no provenance: {e}"))
         .ok()
         .map(Box::new);
+    let provenance_for_index = provenance.clone();
     send(AiEvent::Ready {
         provenance,
         finding_prompts: radclip_assist::provenance::prompts_of(&list),
@@ -232,12 +253,33 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
         list,
         prompts,
         library: None,
-        pending: setup
-            .library
-            .map(|make| (make().into_iter(), ReportLibrary::new(labeler))),
+        pending: None,
         current: None,
         current_sides: Vec::new(),
     };
+    match setup.library {
+        None => {}
+        Some(LibrarySource::Reports(make)) => {
+            state.pending = Some((make().into_iter(), ReportLibrary::new(labeler)));
+        }
+        Some(LibrarySource::Path(path)) => {
+            let mut library = ReportLibrary::new(labeler);
+            match read_library(&path, &mut library, provenance_for_index.as_deref()) {
+                Ok(None) => {
+                    send(AiEvent::LibraryReady {
+                        reports: library.len(),
+                        by_findings: library.by_findings(),
+                    });
+                    state.library = Some(library);
+                }
+                Ok(Some(reports)) => state.pending = Some((reports.into_iter(), library)),
+                Err(e) => send(AiEvent::LibraryFailed(format!(
+                    "The report library {} could not be read: {e}",
+                    path.display()
+                ))),
+            }
+        }
+    }
     loop {
         // While the library is being embedded, a request waits at most one batch.
         let first = if state.pending.is_some() {
@@ -278,6 +320,40 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
             send(AiEvent::Failed { key, message: e });
         }
     }
+}
+
+/// A user's library at `path`: an index made with this model's weights is loaded whole (`Ok(None)`:
+/// nothing left to embed); an archive's reports are returned to embed, each indexed by what it asserts.
+fn read_library(
+    path: &std::path::Path,
+    library: &mut ReportLibrary,
+    model: Option<&radclip_assist::ModelProvenance>,
+) -> Result<Option<Vec<LibraryReport>>, String> {
+    if is_index_file(path) {
+        if !model.is_some_and(|m| radclip_assist::store::made_by(path, m)) {
+            return Err("it was not indexed with this model's weights".into());
+        }
+        let store = radclip_assist::store::Store::load(path).map_err(|e| e.to_string())?;
+        let reports = store
+            .items()
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((e.report.clone()?, store.row(i)?.to_vec())))
+            .collect();
+        library.add_embedded(reports).map_err(|e| e.to_string())?;
+        return Ok(None);
+    }
+    let mut reports: Vec<LibraryReport> = radclip_assist::archive::read_reports(path)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|r| r.report)
+        .collect();
+    if let Some(l) = library.labeler() {
+        reports
+            .iter_mut()
+            .for_each(|r| radclip_assist::archive::assert_only(r, l));
+    }
+    Ok(Some(reports))
 }
 
 /// Reports embedded per step (one padded batch of thousands would be mostly padding, and a request

@@ -55,7 +55,7 @@ fn demo_setup(reports: u64) -> AiSetup {
     AiSetup {
         model: root().join("models/radclip-demo").display().to_string(),
         device: "cpu".into(),
-        library: Some(library),
+        library: Some(radclip_viewer::ai::LibrarySource::Reports(library)),
     }
 }
 
@@ -332,4 +332,142 @@ fn a_device_that_cannot_be_had_is_said_in_the_panel() {
     });
     h.get_by_label("Runs on the CPU.");
     h.get_by_label_contains("Unknown device \"tpu\" (cpu, cuda, auto); running on the CPU.");
+}
+
+/// Runs a worker with `setup` on the demo pneumothorax radiograph until it lists similar reports (or the
+/// library fails: `Err` with the sentence shown).
+fn similar_from(setup: AiSetup) -> Result<Vec<radclip_viewer::ai::SimilarReport>, String> {
+    use radclip_viewer::ai::{AiEvent, AiFrame, AiWorker};
+    let path = root().join("assets/demo-cxr/PHANTOM-CXR-2026-0000/image.dcm");
+    let frame = radclip_dicom::pixel::decode_file(&path)
+        .unwrap()
+        .into_iter()
+        .next()
+        .unwrap();
+    let key = radclip_dicom::FrameKey {
+        path: path.as_path().into(),
+        frame: 0,
+    };
+    let worker = AiWorker::start(setup, || {}).unwrap();
+    worker.analyze(AiFrame {
+        key: key.clone(),
+        frame: std::sync::Arc::new(frame),
+        window: None,
+        modality: "DX".into(),
+    });
+    let start = Instant::now();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(120));
+        for e in worker.poll() {
+            match e {
+                AiEvent::Similar { key: k, reports } if k == key => return Ok(reports),
+                AiEvent::LibraryFailed(m) => return Err(m),
+                AiEvent::LoadFailed(m) => panic!("{m}"),
+                AiEvent::Failed { message, .. } => panic!("{message}"),
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A user's own archive is the library, for any model: here plain-text reports in a folder, each
+/// listed by its file name, the pneumothorax reports ahead of the others.
+#[test]
+fn a_users_report_archive_is_the_library() {
+    use radclip_viewer::ai::LibrarySource;
+    let archive = tempfile::tempdir().unwrap();
+    let reports = [
+        (
+            "ptx-right.txt",
+            "FINDINGS: Small right pneumothorax. No pleural effusion.",
+        ),
+        ("ptx-left.txt", "FINDINGS: Large left pneumothorax."),
+        ("effusion.txt", "FINDINGS: Moderate left pleural effusion."),
+        (
+            "heart.txt",
+            "FINDINGS: The heart is enlarged. Cardiomegaly.",
+        ),
+        (
+            "nodule.txt",
+            "FINDINGS: 12 mm right upper zone pulmonary nodule.",
+        ),
+        (
+            "normal.txt",
+            "FINDINGS: The lungs are clear. No pneumothorax.",
+        ),
+    ];
+    for (name, text) in reports {
+        std::fs::write(archive.path().join(name), text).unwrap();
+    }
+    let mut setup = demo_setup(0);
+    setup.library = Some(LibrarySource::Path(archive.path().to_path_buf()));
+    let similar = similar_from(setup).unwrap();
+    assert_eq!(similar.len(), radclip_viewer::ai::SIMILAR);
+    // The study is a right pneumothorax: the right one first.
+    assert_eq!(similar[0].report.title, "ptx-right.txt", "{similar:#?}");
+    // Nothing was written into the archive.
+    assert_eq!(
+        std::fs::read_dir(archive.path()).unwrap().count(),
+        reports.len()
+    );
+
+    // The same archive as an index made with this model's weights (as `radclip index` writes one):
+    // loaded whole, nothing embedded again, the same first report.
+    {
+        use radclip_assist::store::{Entry, Store, sha256};
+        let engine = radclip_clip::engine::Engine::load(
+            &root().join("models/radclip-demo").display().to_string(),
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        let words = radclip_assist::library::labeler(
+            &radclip_clip::zeroshot::FindingList::for_engine(&engine).unwrap(),
+        )
+        .unwrap()
+        .unwrap();
+        let mut read: Vec<_> = radclip_assist::archive::read_reports(archive.path())
+            .unwrap()
+            .into_iter()
+            .map(|mut r| {
+                radclip_assist::archive::assert_only(&mut r.report, &words);
+                r
+            })
+            .collect();
+        read.sort_by(|a, b| a.source.cmp(&b.source));
+        let reports: Vec<_> = read.iter().map(|r| r.report.clone()).collect();
+        let feats = radclip_assist::library::embed_reports(&engine, &reports).unwrap();
+        let mut store = Store::new(feats[0].len());
+        for (r, f) in read.into_iter().zip(feats) {
+            let entry = Entry {
+                source: r.source,
+                sha256: sha256(r.report.embedded.as_bytes()),
+                report: Some(r.report),
+            };
+            store.add(&f, entry).unwrap();
+        }
+        let out = tempfile::tempdir().unwrap();
+        let idx = out.path().join("archive.idx");
+        store.save(&idx).unwrap();
+        let p = radclip_assist::Provenance::new(
+            &radclip_assist::provenance::model_provenance(&engine).unwrap(),
+            "index",
+            Vec::new(),
+            0.0,
+        );
+        std::fs::write(radclip_assist::provenance::sidecar(&idx), p.text()).unwrap();
+        let mut setup = demo_setup(0);
+        setup.library = Some(LibrarySource::Path(idx));
+        let from_index = similar_from(setup).unwrap();
+        assert_eq!(from_index[0].report.title, "ptx-right.txt");
+        assert_eq!(from_index.len(), similar.len());
+    }
+
+    // An index made with other weights is refused in a sentence, not used.
+    let idx = archive.path().join("other.idx");
+    std::fs::write(&idx, b"not an index").unwrap();
+    let mut setup = demo_setup(0);
+    setup.library = Some(LibrarySource::Path(idx));
+    let e = similar_from(setup).unwrap_err();
+    assert!(e.contains("not indexed with this model's weights"), "{e}");
 }
