@@ -238,11 +238,8 @@ fn ai_panel_reads_the_demo_radiographs() {
     h.get_by_label_contains("this series is CT");
 }
 
-/// The worker reads a frame asked for while the report library is still being embedded before it
-/// finishes the library, then sends that frame its similar reports once the library is complete.
-#[test]
-fn findings_do_not_wait_for_the_report_library() {
-    use radclip_viewer::ai::{AiEvent, AiFrame, AiWorker};
+/// The demo pneumothorax radiograph's frame, decoded, with its key.
+fn demo_pneumothorax_frame() -> (radclip_dicom::FrameKey, radclip_dicom::Frame) {
     let path = root().join("assets/demo-cxr/PHANTOM-CXR-2026-0000/image.dcm");
     let frame = radclip_dicom::pixel::decode_file(&path)
         .unwrap()
@@ -253,6 +250,15 @@ fn findings_do_not_wait_for_the_report_library() {
         path: path.as_path().into(),
         frame: 0,
     };
+    (key, frame)
+}
+
+/// The worker reads a frame asked for while the report library is still being embedded before it
+/// finishes the library, then sends that frame its similar reports once the library is complete.
+#[test]
+fn findings_do_not_wait_for_the_report_library() {
+    use radclip_viewer::ai::{AiEvent, AiFrame, AiWorker};
+    let (key, frame) = demo_pneumothorax_frame();
     // Enough reports that embedding them takes many batches.
     let worker = AiWorker::start(demo_setup(2_000), || {}).unwrap();
     // Sent at once: the request waits in the queue while the model loads.
@@ -338,16 +344,7 @@ fn a_device_that_cannot_be_had_is_said_in_the_panel() {
 /// library fails: `Err` with the sentence shown).
 fn similar_from(setup: AiSetup) -> Result<Vec<radclip_viewer::ai::SimilarReport>, String> {
     use radclip_viewer::ai::{AiEvent, AiFrame, AiWorker};
-    let path = root().join("assets/demo-cxr/PHANTOM-CXR-2026-0000/image.dcm");
-    let frame = radclip_dicom::pixel::decode_file(&path)
-        .unwrap()
-        .into_iter()
-        .next()
-        .unwrap();
-    let key = radclip_dicom::FrameKey {
-        path: path.as_path().into(),
-        frame: 0,
-    };
+    let (key, frame) = demo_pneumothorax_frame();
     let worker = AiWorker::start(setup, || {}).unwrap();
     worker.analyze(AiFrame {
         key: key.clone(),
