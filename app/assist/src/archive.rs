@@ -43,7 +43,7 @@ pub fn asserted(text: &str, labeler: &radclip_report::Labeler) -> Option<String>
 }
 
 /// Sentences of a report: split after ". ", "? ", "! " and line breaks (not inside "2.5 cm").
-fn sentences(text: &str) -> Vec<&str> {
+pub fn sentences(text: &str) -> Vec<&str> {
     let mut out = Vec::new();
     let mut start = 0;
     let bytes = text.as_bytes();
@@ -191,7 +191,7 @@ fn report(
 }
 
 /// The text after a heading such as "FINDINGS:" up to the next heading ("IMPRESSION:") or the end.
-fn section(text: &str, heading: &str) -> Option<String> {
+pub fn section(text: &str, heading: &str) -> Option<String> {
     let upper = text.to_ascii_uppercase();
     let at = upper.find(&format!("{heading}:"))? + heading.len() + 1;
     let rest = text.get(at..)?;

@@ -8,6 +8,7 @@
 
 pub mod archive;
 pub mod attention;
+pub mod draft;
 pub mod frame;
 pub mod library;
 pub mod provenance;

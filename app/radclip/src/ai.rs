@@ -351,6 +351,72 @@ pub fn heatmap(m: &ModelArgs, a: HeatmapArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `radclip draft`: the drafted report of one image.
+pub fn draft(
+    m: &ModelArgs,
+    file: &Path,
+    reports: Option<&Path>,
+    frame: u32,
+    json: bool,
+) -> anyhow::Result<()> {
+    use radclip_clip::heatmap::EncodedImage;
+    let engine = load_engine(m)?;
+    let list = FindingList::for_engine(&engine)?;
+    let Some(labeler) = radclip_assist::library::labeler(&list)? else {
+        bail!("the model's finding list has no report words (mentions) to read sentences with");
+    };
+    let library: Vec<radclip_assist::LibraryReport> = match reports {
+        Some(p) => radclip_assist::archive::read_reports(p)?
+            .into_iter()
+            .map(|r| r.report)
+            .collect(),
+        None if engine.dir.file_name().is_some_and(|n| n == "radclip-demo") => {
+            crate::demo_archive()
+        }
+        None => bail!("give --reports: a report archive to draft from"),
+    };
+    let t = Instant::now();
+    let bank = radclip_assist::draft::SentenceBank::build(&engine, &library, &labeler)?;
+    let bank_ms = t.elapsed().as_secs_f64() * 1e3;
+    let t = Instant::now();
+    let prepared = prepare_file(&engine, file, frame)?;
+    let encoded = EncodedImage::new(&engine, &prepared)?;
+    let prompts = zeroshot::PromptSet::new(&engine, &list)?;
+    let scores = prompts
+        .score(&encoded.features)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let sides = radclip_assist::sides::image_sides(&engine, &encoded, &list, &scores)?;
+    let q = encoded
+        .features
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    let draft = bank.draft(&q, &scores, &sides)?;
+    let ms = t.elapsed().as_secs_f64() * 1e3;
+    if json {
+        let p = Provenance::new(
+            &model_provenance(&engine)?,
+            "drafted report (sentence retrieval)",
+            prompts_of(&list),
+            ms,
+        );
+        println!(
+            "{}",
+            serde_json::json!({"path": file.display().to_string(), "text": draft.text(),
+                "findings": draft.findings, "impression": draft.impression,
+                "sentences_in_library": bank.len(), "library_ms": bank_ms, "provenance": p})
+        );
+    } else {
+        println!("{} ({})", file.display(), engine.card.intended_use);
+        println!("{}", draft.text());
+        for s in draft.findings.iter().chain(&draft.impression) {
+            eprintln!("  {:.2}  {}  [{}]", s.score, s.text, s.source);
+        }
+    }
+    Ok(())
+}
+
 pub struct AttentionArgs {
     pub file: PathBuf,
     pub out: PathBuf,

@@ -130,6 +130,76 @@ fn encode(engine: &Engine, set: &[Rendered]) -> anyhow::Result<Tensor> {
     Ok(engine.encode_images(&refs, 32)?)
 }
 
+/// What a report (drafted, or copied whole) states against the study's truth: per finding TP/FP/FN, and
+/// of the findings the study has that it states with a side, how many on the true side.
+struct DraftScore {
+    counts: Vec<[usize; 3]>,
+    sided: usize,
+    side_right: usize,
+}
+
+impl DraftScore {
+    fn new(n: usize) -> Self {
+        DraftScore {
+            counts: vec![[0; 3]; n],
+            sided: 0,
+            side_right: 0,
+        }
+    }
+
+    fn add(
+        &mut self,
+        truth: &[Option<bool>],
+        truth_sides: &[Sides],
+        stated: &[bool],
+        sides: &[Sides],
+    ) {
+        for (i, t) in truth.iter().enumerate() {
+            let (Some(t), Some(s)) = (t, stated.get(i)) else {
+                continue;
+            };
+            if let Some(c) = self.counts.get_mut(i) {
+                match (*t, *s) {
+                    (true, true) => c[0] += 1,
+                    (false, true) => c[1] += 1,
+                    (true, false) => c[2] += 1,
+                    (false, false) => {}
+                }
+            }
+            let (ts, ds) = (truth_sides.get(i), sides.get(i));
+            if let (true, Some(ts), Some(ds)) = (*t && *s, ts, ds)
+                && !ts.is_none()
+                && !ds.is_none()
+            {
+                self.sided += 1;
+                self.side_right += usize::from(ts == ds);
+            }
+        }
+    }
+
+    fn json(&self, list: &FindingList) -> serde_json::Value {
+        let mut per = serde_json::Map::new();
+        let mut f1s = Vec::new();
+        for (f, [tp, fp, fn_]) in list.finding.iter().zip(&self.counts) {
+            if tp + fp + fn_ == 0 {
+                continue;
+            }
+            let f1 = 2.0 * *tp as f64 / (2 * tp + fp + fn_).max(1) as f64;
+            f1s.push(f1);
+            per.insert(
+                f.name.clone(),
+                serde_json::json!({"f1": f1, "tp": tp, "fp": fp, "fn": fn_}),
+            );
+        }
+        serde_json::json!({
+            "macro_f1": f1s.iter().sum::<f64>() / f1s.len().max(1) as f64,
+            "per_finding": per,
+            "side_accuracy": self.side_right as f64 / self.sided.max(1) as f64,
+            "findings_with_a_side": self.sided,
+        })
+    }
+}
+
 /// Per finding of the list, the sides the study's truth has it on (none for findings it lacks or that
 /// have no side).
 fn truth_sides(r: &Rendered, kinds: &[Option<Kind>]) -> Vec<Sides> {
@@ -431,6 +501,28 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             .collect();
         library.add(&engine, reports)?;
     }
+    // Drafted reports, from the calibration studies' reports (none of the held-out set's own): the
+    // sentence bank, and for comparison the nearest whole report of the same reports as listed.
+    let words = radclip_assist::library::labeler(&list)?;
+    let cal_reports: Vec<_> = cal
+        .iter()
+        .enumerate()
+        .map(|(i, r)| crate::ai::library_report(format!("calibration study {i}"), &r.truth.report))
+        .collect();
+    let bank = match &words {
+        Some(w) => Some(radclip_assist::draft::SentenceBank::build(
+            &engine,
+            &cal_reports,
+            w,
+        )?),
+        None => None,
+    };
+    let mut cal_library = ReportLibrary::new(words.clone());
+    for chunk in cal_reports.chunks(64) {
+        cal_library.add(&engine, chunk.to_vec())?;
+    }
+    let mut drafts = DraftScore::new(kinds.len());
+    let mut nearest = DraftScore::new(kinds.len());
     let diversity = radclip_index::Diversity::default();
     let (mut hits, mut hits_mmr, mut hits_plain, mut hits_blind) = (0usize, 0usize, 0usize, 0usize);
     // Sides: the image's, read from its maps as the viewer reads them, against its truth; and how
@@ -479,6 +571,18 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             lateral_images += 1;
             wrong_first += usize::from(wrong_side(&shown));
             wrong_first_blind += usize::from(wrong_side(&blind));
+        }
+        if let (Some(bank), Some(w)) = (&bank, &words) {
+            let truth: Vec<Option<bool>> = kinds
+                .iter()
+                .map(|k| k.map(|k| set[qi].truth.case.has(k)))
+                .collect();
+            let draft = bank.draft(img, &scores, &sides)?.text();
+            drafts.add(&truth, &truth_sides, &w.stated(&draft), &w.sides(&draft));
+            if let Some(first) = cal_library.similar(img, &sides, 1)?.first() {
+                let text = &first.report.text;
+                nearest.add(&truth, &truth_sides, &w.stated(text), &w.sides(text));
+            }
         }
     }
     let recall5 = hits as f64 / set.len().max(1) as f64;
@@ -653,6 +757,17 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
             "blind_to_sides": wrong_first_blind as f64 / lateral,
         }),
     );
+    if bank.is_some() {
+        report.insert(
+            "drafted_reports".into(),
+            serde_json::json!({
+                "library": format!("the {} calibration studies' reports (seed {})", cal.len(), args.calibration_seed),
+                "sentences": bank.as_ref().map_or(0, |b| b.len()),
+                "draft": drafts.json(&list),
+                "nearest_report": nearest.json(&list),
+            }),
+        );
+    }
     report.insert(
         "image_side_accuracy".into(),
         serde_json::json!({

@@ -160,6 +160,21 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// A findings + impression draft for an image from the library's best sentences (each with its
+    /// source report and score): findings judged present on the image's sides, pertinent negatives for
+    /// those confidently absent.
+    Draft {
+        file: PathBuf,
+        #[command(flatten)]
+        model: ModelOpt,
+        /// A report archive (folder or .txt/.xml/.csv file); default: the demo model's synthetic archive.
+        #[arg(long)]
+        reports: Option<PathBuf>,
+        #[arg(long, default_value_t = 0)]
+        frame: u32,
+        #[arg(long)]
+        json: bool,
+    },
     /// Every layer's and head's attention from the class token (or a patch) to the patch grid:
     /// attention.npy (float32 [layers, heads, rows, columns]) and one PNG per layer, heads side by side.
     Attention {
@@ -558,6 +573,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 json,
             },
         ),
+        Some(Command::Draft {
+            file,
+            model,
+            reports,
+            frame,
+            json,
+        }) => ai::draft(&model.args(), &file, reports.as_deref(), frame, json),
         Some(Command::Attention {
             file,
             model,
@@ -791,18 +813,7 @@ fn ai_setup(dir: PathBuf, device: String, reports: Option<PathBuf>) -> radclip_v
     let demo = dir.file_name().is_some_and(|n| n == "radclip-demo");
     let library = match reports {
         Some(p) => Some(LibrarySource::Path(p)),
-        None => demo.then(|| {
-            LibrarySource::Reports(Box::new(|| {
-                (LIBRARY_FIRST..LIBRARY_FIRST + LIBRARY_SIZE)
-                    .map(|i| {
-                        ai::library_report(
-                            format!("Archive study {i} (synthetic)"),
-                            &radclip_phantom::cxr_sample(1, i).report,
-                        )
-                    })
-                    .collect()
-            }))
-        }),
+        None => demo.then(|| LibrarySource::Reports(Box::new(demo_archive))),
     };
     radclip_viewer::ai::AiSetup {
         model: dir.display().to_string(),
@@ -812,8 +823,20 @@ fn ai_setup(dir: PathBuf, device: String, reports: Option<PathBuf>) -> radclip_v
 }
 
 /// Demo report library: phantom seed 1 from this index on (training used 0–11,999).
-const LIBRARY_FIRST: u64 = 20_000;
-const LIBRARY_SIZE: u64 = 2_000;
+pub const LIBRARY_FIRST: u64 = 20_000;
+pub const LIBRARY_SIZE: u64 = 2_000;
+
+/// The demo model's synthetic archive: phantom reports of seed 1 past its training indices.
+pub fn demo_archive() -> Vec<radclip_assist::LibraryReport> {
+    (LIBRARY_FIRST..LIBRARY_FIRST + LIBRARY_SIZE)
+        .map(|i| {
+            ai::library_report(
+                format!("Archive study {i} (synthetic)"),
+                &radclip_phantom::cxr_sample(1, i).report,
+            )
+        })
+        .collect()
+}
 
 pub fn demo_study() -> Option<PathBuf> {
     bundled("RADCLIP_ASSETS", "assets", "demo")

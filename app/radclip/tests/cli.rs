@@ -229,4 +229,16 @@ fn eval_lists_similar_reports_one_per_set_of_stated_findings() {
         v["retrieval_recall_at_5_blind_to_sides"],
         v["retrieval_recall_at_5"]
     );
+    // Drafts from the calibration reports' sentences state the truth better than copying the nearest
+    // of those reports, and on the right side far more often.
+    let drafts = &v["drafted_reports"];
+    let f1 = |w: &str| drafts[w]["macro_f1"].as_f64().unwrap();
+    let side = |w: &str| drafts[w]["side_accuracy"].as_f64().unwrap();
+    assert!(
+        f1("draft") > f1("nearest_report") + 0.03 && f1("draft") > 0.75,
+        "draft F1 {} against nearest report {}",
+        f1("draft"),
+        f1("nearest_report")
+    );
+    assert!(side("draft") > 0.9 && side("draft") > side("nearest_report") + 0.1);
 }

@@ -606,3 +606,62 @@ fn attention_reads_a_timm_vision_tower_too() {
         );
     }
 }
+
+#[test]
+fn a_draft_states_the_demo_findings_on_their_side_with_its_sources() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let model = root.join("models/radclip-demo");
+    let words = radclip_assist::library::labeler(
+        &radclip_clip::zeroshot::FindingList::load(&model.join("findings.toml")).unwrap(),
+    )
+    .unwrap()
+    .unwrap();
+    for (study, finding) in [
+        ("PHANTOM-CXR-2026-0000", "Pneumothorax"),
+        ("PHANTOM-CXR-2026-0001", "Nodule"),
+    ] {
+        let dir = root.join("assets/demo-cxr").join(study);
+        let v = run_json_with(&model, &["draft"], &[&dir.join("image.dcm")]);
+        let text = v["text"].as_str().unwrap();
+        assert!(
+            text.starts_with("FINDINGS: ") && text.contains("\nIMPRESSION: "),
+            "{text}"
+        );
+        // What the truth says, read back from the draft by the labeler: the finding, on its side,
+        // and nothing else stated.
+        let truth: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join("truth.json")).unwrap())
+                .unwrap();
+        let side = truth["findings"][0]["side"].as_str().unwrap();
+        let i = words.names().iter().position(|n| n == finding).unwrap();
+        let stated = words.stated(text);
+        assert!(stated[i], "{finding} not stated in {text}");
+        assert_eq!(stated.iter().filter(|s| **s).count(), 1, "{text}");
+        assert_eq!(words.sides(text)[i].name(), side, "{text}");
+        // Every sentence names the archive report it came from and its score.
+        for s in v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(v["impression"].as_array().unwrap())
+        {
+            assert!(
+                s["source"].as_str().unwrap().starts_with("Archive study "),
+                "{s}"
+            );
+            assert!(s["score"].as_f64().unwrap() > 0.0);
+            assert!(text.contains(s["text"].as_str().unwrap()));
+        }
+        assert!(
+            v["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["negative"] == true)
+        );
+        assert_eq!(
+            v["provenance"]["method"],
+            "drafted report (sentence retrieval)"
+        );
+    }
+}
