@@ -102,6 +102,14 @@ impl ReportLibrary {
         }
     }
 
+    /// The library's reports, in the order they were added.
+    pub fn reports(&self) -> Vec<&LibraryReport> {
+        self.index
+            .as_ref()
+            .map(|i| i.items().iter().map(|e| &e.report).collect())
+            .unwrap_or_default()
+    }
+
     /// The labeler that reads the library's reports, if the finding list has words.
     pub fn labeler(&self) -> Option<&Labeler> {
         self.labeler.as_ref()

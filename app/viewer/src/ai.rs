@@ -118,6 +118,11 @@ pub enum AiEvent {
         key: FrameKey,
         reports: Vec<SimilarReport>,
     },
+    /// A findings + impression draft from the library's sentences (`radclip_assist::draft`).
+    Draft {
+        key: FrameKey,
+        draft: radclip_assist::draft::Draft,
+    },
     Heatmap {
         key: FrameKey,
         prompt: String,
@@ -194,6 +199,10 @@ struct State {
     current: Option<(FrameKey, EncodedImage)>,
     /// The sides the frame read last shows its present findings on, for its similar reports.
     current_sides: Vec<radclip_assist::Sides>,
+    /// The frame read last's findings, for its draft.
+    current_scores: Vec<radclip_clip::zeroshot::FindingScore>,
+    /// The library's sentences, for drafts (made once the library is complete).
+    bank: Option<radclip_assist::draft::SentenceBank>,
 }
 
 fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wake: impl Fn()) {
@@ -256,6 +265,8 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
         pending: None,
         current: None,
         current_sides: Vec::new(),
+        current_scores: Vec::new(),
+        bank: None,
     };
     match setup.library {
         None => {}
@@ -271,6 +282,7 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
                         by_findings: library.by_findings(),
                     });
                     state.library = Some(library);
+                    state.make_bank();
                 }
                 Ok(Some(reports)) => state.pending = Some((reports.into_iter(), library)),
                 Err(e) => send(AiEvent::LibraryFailed(format!(
@@ -383,14 +395,57 @@ impl State {
             by_findings: library.by_findings(),
         });
         self.library = Some(library);
-        if let Some((key, encoded)) = &self.current
-            && let Err(e) = self.send_similar(key, &encoded.features, send)
-        {
-            send(AiEvent::Failed {
-                key: key.clone(),
-                message: e,
-            });
+        self.make_bank();
+        if let Some((key, encoded)) = &self.current {
+            let sent = self
+                .send_similar(key, &encoded.features, send)
+                .and_then(|()| self.send_draft(key, &encoded.features, send));
+            if let Err(e) = sent {
+                send(AiEvent::Failed {
+                    key: key.clone(),
+                    message: e,
+                });
+            }
         }
+    }
+
+    /// The complete library's sentences, read and embedded for drafts (none without report words).
+    fn make_bank(&mut self) {
+        let (Some(lib), Some(words)) = (
+            &self.library,
+            self.library.as_ref().and_then(|l| l.labeler()),
+        ) else {
+            return;
+        };
+        let reports: Vec<LibraryReport> = lib.reports().into_iter().cloned().collect();
+        match radclip_assist::draft::SentenceBank::build(&self.engine, &reports, words) {
+            Ok(b) => self.bank = Some(b),
+            Err(e) => tracing::warn!("no drafts: {e}"),
+        }
+    }
+
+    /// The draft for the frame `key` with image features `features`, sent for it.
+    fn send_draft(
+        &self,
+        key: &FrameKey,
+        features: &candle_core::Tensor,
+        send: &impl Fn(AiEvent),
+    ) -> Result<(), String> {
+        let Some(bank) = &self.bank else {
+            return Ok(());
+        };
+        let q = features
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| e.to_string())?;
+        let draft = bank
+            .draft(&q, &self.current_scores, &self.current_sides)
+            .map_err(|e| e.to_string())?;
+        send(AiEvent::Draft {
+            key: key.clone(),
+            draft,
+        });
+        Ok(())
     }
 
     /// The library's reports most similar to image features `features`, sent for `key`, listed as
@@ -465,7 +520,9 @@ impl State {
         } else {
             Vec::new()
         };
+        self.current_scores = scores;
         self.send_similar(&f.key, &encoded.features, send)?;
+        self.send_draft(&f.key, &encoded.features, send)?;
         self.current = Some((f.key, encoded));
         Ok(())
     }

@@ -59,6 +59,7 @@ pub struct Analysis {
     pub scores: Option<Vec<FindingScore>>,
     pub ms: f64,
     pub similar: Option<Vec<SimilarReport>>,
+    pub draft: Option<radclip_assist::draft::Draft>,
     pub not_applicable: Option<String>,
     pub error: Option<String>,
 }
@@ -95,6 +96,8 @@ pub struct AiPanel {
     user_chose: bool,
     provenance: Option<Box<radclip_assist::ModelProvenance>>,
     finding_prompts: Vec<String>,
+    /// The draft as the user edits it, for the frame it was made for.
+    pub draft_text: Option<(FrameKey, String)>,
 }
 
 impl AiPanel {
@@ -127,6 +130,7 @@ impl AiPanel {
             user_chose: false,
             provenance: None,
             finding_prompts: Vec::new(),
+            draft_text: None,
         })
     }
 
@@ -184,6 +188,13 @@ impl AiPanel {
                 }
                 AiEvent::Similar { key, reports } => {
                     self.analysis_for(&key).similar = Some(reports)
+                }
+                AiEvent::Draft { key, draft } => {
+                    // A new draft replaces what the user typed only for another image.
+                    if self.draft_text.as_ref().is_none_or(|(k, _)| *k != key) {
+                        self.draft_text = Some((key.clone(), draft.text()));
+                    }
+                    self.analysis_for(&key).draft = Some(draft);
                 }
                 AiEvent::NotApplicable { key, reason } => {
                     self.analysis_for(&key).not_applicable = Some(reason)
@@ -529,6 +540,57 @@ impl AiPanel {
                         });
                 }
             }
+        }
+        if let (Some(draft), Some(c)) = (&a.draft, current) {
+            self.draft_ui(ui, draft, c);
+        }
+    }
+
+    /// The drafted report: editable and copyable; each source sentence listed with its report and
+    /// score, a click mapping it as a heatmap.
+    fn draft_ui(
+        &mut self,
+        ui: &mut egui::Ui,
+        draft: &radclip_assist::draft::Draft,
+        current: &FrameKey,
+    ) {
+        ui.separator();
+        let header = ui.strong("Draft report").on_hover_text(
+            "Assembled from the library's sentences most similar to the image: findings judged present, \
+             on the sides the image shows them, and pertinent negatives for findings judged absent. \
+             A draft to check and edit, not a report.",
+        );
+        let mut clicked = None;
+        if let Some((k, text)) = &mut self.draft_text
+            && k == current
+        {
+            ui.add(
+                egui::TextEdit::multiline(text)
+                    .desired_rows(4)
+                    .desired_width(f32::INFINITY),
+            )
+            .labelled_by(header.id);
+            if ui.small_button("Copy draft").clicked() {
+                ui.ctx().copy_text(text.clone());
+            }
+        }
+        egui::CollapsingHeader::new("Sources")
+            .id_salt("draft-sources")
+            .show(ui, |ui| {
+                for s in draft.findings.iter().chain(&draft.impression) {
+                    let line = ui
+                        .add(
+                            egui::Label::new(format!("{:.2}  {}", s.score, s.text))
+                                .sense(Sense::click()),
+                        )
+                        .on_hover_text(format!("From {}. Click to map it.", s.source));
+                    if line.clicked() {
+                        clicked = Some(s.text.clone());
+                    }
+                }
+            });
+        if let Some(text) = clicked {
+            self.map_prompt(&text);
         }
     }
 }

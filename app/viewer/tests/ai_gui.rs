@@ -155,7 +155,7 @@ fn ai_panel_reads_the_demo_radiographs() {
         let similar = ai
             .analysis
             .as_ref()
-            .is_some_and(|(k, an)| *k == key && an.similar.is_some());
+            .is_some_and(|(k, an)| *k == key && an.similar.is_some() && an.draft.is_some());
         ai.overlay_for(&key).is_some() && similar
     });
     let ai = h.state().ai.as_ref().unwrap();
@@ -189,6 +189,14 @@ fn ai_panel_reads_the_demo_radiographs() {
         .position(|n| n == "Pneumothorax")
         .unwrap();
     assert_eq!(first.stated_sides.as_ref().unwrap()[at].name(), truth_side);
+    // The drafted report, editable in the panel, states the pneumothorax on its side.
+    let (draft_key, draft) = h.state().ai.as_ref().unwrap().draft_text.clone().unwrap();
+    assert_eq!(Some(draft_key), current_key(h.state()));
+    assert!(
+        draft.contains(&format!("{truth_side} pleural space"))
+            || draft.contains(&format!("{truth_side} pneumothorax")),
+        "{draft}"
+    );
     h.snapshot("ai_panel_pneumothorax");
 
     // "Copy provenance": what is shown for this image, with the weights' SHA-256 as sha256sum reads it.
