@@ -27,6 +27,7 @@ pub enum Action {
     Segmentations,
     Tags,
     AiPanel,
+    AttentionInspector,
     WindowLevelTool,
     LineTool,
     RectangleTool,
@@ -89,7 +90,7 @@ const PRESET_KEYS: [[KeyboardShortcut; 1]; 5] = [
 
 impl Action {
     /// Every action, in the order the help window lists them.
-    pub const ALL: [Action; 30] = [
+    pub const ALL: [Action; 31] = [
         Action::PreviousSlice,
         Action::NextSlice,
         Action::BackTen,
@@ -113,6 +114,7 @@ impl Action {
         Action::Segmentations,
         Action::Tags,
         Action::AiPanel,
+        Action::AttentionInspector,
         Action::Help,
         Action::WindowLevelTool,
         Action::LineTool,
@@ -213,6 +215,12 @@ impl Action {
                 &const { [key(Key::A)] },
                 "AI panel",
                 "AI panel (findings, heatmap, similar reports)",
+                View,
+            ),
+            Action::AttentionInspector => s(
+                &const { [key(Key::N)] },
+                "Attention inspector",
+                "attention inspector (every layer's and head's map)",
                 View,
             ),
             Action::Help => s(&[], "?", "keys and mouse", View),

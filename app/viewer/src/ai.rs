@@ -118,6 +118,13 @@ pub enum AiEvent {
         key: FrameKey,
         reports: Vec<SimilarReport>,
     },
+    /// The attention inspector's maps of a frame, and the source-image rectangle (x0, y0, x1, y1) the
+    /// patch grid covers.
+    Attention {
+        key: FrameKey,
+        maps: radclip_assist::attention::AttentionMaps,
+        source_rect: (f64, f64, f64, f64),
+    },
     /// A findings + impression draft from the library's sentences (`radclip_assist::draft`).
     Draft {
         key: FrameKey,
@@ -143,6 +150,7 @@ pub enum AiEvent {
 
 enum Request {
     Analyze(AiFrame),
+    Attention(FrameKey),
     Heatmap {
         key: FrameKey,
         prompt: String,
@@ -174,6 +182,11 @@ impl AiWorker {
 
     pub fn analyze(&self, frame: AiFrame) {
         let _ = self.tx.send(Request::Analyze(frame));
+    }
+
+    /// Every layer's and head's attention from the class token, for the frame read last.
+    pub fn attention(&self, key: FrameKey) {
+        let _ = self.tx.send(Request::Attention(key));
     }
 
     pub fn heatmap(&self, key: FrameKey, prompt: String, style: MapStyle) {
@@ -310,13 +323,14 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
             }
         };
         // Only the newest frame and the newest heatmap matter: the user has moved on from the rest.
-        let (mut analyze, mut heat) = (None, None);
+        let (mut analyze, mut heat, mut attention) = (None, None, None);
         for r in std::iter::once(first).chain(requests.try_iter()) {
             match r {
                 Request::Analyze(f) => {
                     analyze = Some(f);
                     heat = None;
                 }
+                Request::Attention(key) => attention = Some(key),
                 h @ Request::Heatmap { .. } => heat = Some(h),
             }
         }
@@ -328,6 +342,11 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
         }
         if let Some(Request::Heatmap { key, prompt, style }) = heat
             && let Err(e) = state.heatmap(&key, &prompt, style, &send)
+        {
+            send(AiEvent::Failed { key, message: e });
+        }
+        if let Some(key) = attention
+            && let Err(e) = state.attention(&key, &send)
         {
             send(AiEvent::Failed { key, message: e });
         }
@@ -524,6 +543,25 @@ impl State {
         self.send_similar(&f.key, &encoded.features, send)?;
         self.send_draft(&f.key, &encoded.features, send)?;
         self.current = Some((f.key, encoded));
+        Ok(())
+    }
+
+    /// The attention maps of the frame read last, if it is `key` (the image is already encoded, with
+    /// every layer's attention probabilities).
+    fn attention(&self, key: &FrameKey, send: &impl Fn(AiEvent)) -> Result<(), String> {
+        let Some((k, encoded)) = self.current.as_ref().filter(|(k, _)| k == key) else {
+            return Ok(());
+        };
+        let maps = radclip_assist::attention::AttentionMaps::of(
+            encoded,
+            radclip_assist::attention::Query::ClassToken,
+        )
+        .map_err(|e| e.to_string())?;
+        send(AiEvent::Attention {
+            key: k.clone(),
+            maps,
+            source_rect: encoded.placement.source_rect(),
+        });
         Ok(())
     }
 

@@ -98,6 +98,8 @@ pub struct AiPanel {
     finding_prompts: Vec<String>,
     /// The draft as the user edits it, for the frame it was made for.
     pub draft_text: Option<(FrameKey, String)>,
+    /// The attention inspector's window.
+    pub attention: crate::attention_panel::AttentionInspector,
 }
 
 impl AiPanel {
@@ -131,6 +133,7 @@ impl AiPanel {
             provenance: None,
             finding_prompts: Vec::new(),
             draft_text: None,
+            attention: Default::default(),
         })
     }
 
@@ -189,6 +192,11 @@ impl AiPanel {
                 AiEvent::Similar { key, reports } => {
                     self.analysis_for(&key).similar = Some(reports)
                 }
+                AiEvent::Attention {
+                    key,
+                    maps,
+                    source_rect,
+                } => self.attention.receive(ctx, key, maps, source_rect),
                 AiEvent::Draft { key, draft } => {
                     // A new draft replaces what the user typed only for another image.
                     if self.draft_text.as_ref().is_none_or(|(k, _)| *k != key) {
@@ -256,9 +264,17 @@ impl AiPanel {
         if let Some((prompt, style)) = &self.wanted {
             let want = (key.clone(), prompt.clone(), *style);
             if self.heat_requested.as_ref() != Some(&want) {
-                self.worker.heatmap(key, prompt.clone(), *style);
+                self.worker.heatmap(key.clone(), prompt.clone(), *style);
                 self.heat_requested = Some(want);
             }
+        }
+        // The inspector's maps once the worker has read the frame (it keeps its attention).
+        let read = self
+            .analysis
+            .as_ref()
+            .is_some_and(|(k, a)| *k == key && a.scores.is_some());
+        if let Some(k) = self.attention.wanted(Some(&key), read) {
+            self.worker.attention(k);
         }
     }
 

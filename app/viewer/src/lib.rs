@@ -5,6 +5,7 @@ pub mod actions;
 pub mod ai;
 pub mod ai_panel;
 pub mod app;
+pub mod attention_panel;
 pub mod gpu;
 pub mod labels;
 pub mod state;

@@ -476,3 +476,58 @@ fn a_users_report_archive_is_the_library() {
     let e = similar_from(setup).unwrap_err();
     assert!(e.contains("not indexed with this model's weights"), "{e}");
 }
+
+/// N opens the attention inspector: every layer's and head's map of the image on screen as a
+/// thumbnail; a click lays one over the image, with the patch grid on demand.
+#[test]
+fn the_attention_inspector_lays_a_map_over_the_image() {
+    let mut h = harness();
+    step_until(&mut h, "the first findings", |a| top_finding(a).is_some());
+    h.key_press(egui::Key::N);
+    step_until(&mut h, "the attention maps", |a| {
+        a.ai.as_ref()
+            .and_then(|ai| ai.attention.view.as_ref())
+            .is_some_and(|v| Some(&v.key) == current_key(a).as_ref())
+    });
+    let v = h
+        .state()
+        .ai
+        .as_ref()
+        .unwrap()
+        .attention
+        .view
+        .as_ref()
+        .unwrap();
+    // The demo model: 4 layers of 4 heads on a 12×12 patch grid; class-token rows of softmax
+    // probabilities.
+    assert_eq!((v.maps.layers, v.maps.heads, v.maps.grid), (4, 4, (12, 12)));
+    assert!(v.maps.values.iter().all(|x| (0.0..=1.0).contains(x)));
+    let key = current_key(h.state()).unwrap();
+    assert!(
+        h.state()
+            .ai
+            .as_ref()
+            .unwrap()
+            .attention
+            .overlay_for(&key)
+            .is_none()
+    );
+    h.get_by_label("layer 3 mean").click();
+    h.get_by_label("Patch grid").click();
+    h.step();
+    h.step();
+    // A still panel for the snapshot: the library embedded, the image's similar reports and draft in.
+    step_until(&mut h, "the similar reports and the draft", |a| {
+        a.ai.as_ref().is_some_and(|ai| {
+            ai.analysis
+                .as_ref()
+                .is_some_and(|(_, an)| an.similar.is_some() && an.draft.is_some())
+        })
+    });
+    h.step();
+    let ai = h.state().ai.as_ref().unwrap();
+    assert_eq!(ai.attention.selected, Some((3, None)));
+    assert!(ai.attention.show_grid);
+    assert!(ai.attention.overlay_for(&key).is_some());
+    h.snapshot("attention_inspector");
+}

@@ -242,7 +242,8 @@ impl ViewerApp {
             Action::CornerText
             | Action::HidePatientData
             | Action::Segmentations
-            | Action::AiPanel => {
+            | Action::AiPanel
+            | Action::AttentionInspector => {
                 if let Some(on) = self.switch(action) {
                     *on = !*on;
                 }
@@ -274,6 +275,7 @@ impl ViewerApp {
             Action::HidePatientData => Some(&mut self.hide_phi),
             Action::Segmentations => Some(&mut self.show_segmentations),
             Action::AiPanel => self.ai.as_mut().map(|ai| &mut ai.open),
+            Action::AttentionInspector => self.ai.as_mut().map(|ai| &mut ai.attention.open),
             _ => None,
         }
     }

@@ -252,6 +252,16 @@ impl ViewerApp {
                 self.tags = None;
             }
         }
+        if let Some(ai) = &mut self.ai
+            && ai.attention.open
+        {
+            let mut open = true;
+            egui::Window::new("Attention inspector")
+                .open(&mut open)
+                .default_size([420.0, 360.0])
+                .show(&ctx, |ui| ai.attention.ui(ui));
+            ai.attention.open = open;
+        }
         if self.show_help {
             egui::Window::new("Keys and mouse")
                 .open(&mut self.show_help)

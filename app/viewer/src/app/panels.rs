@@ -52,6 +52,7 @@ impl ViewerApp {
                     Action::HidePatientData,
                     Action::Segmentations,
                     Action::AiPanel,
+                    Action::AttentionInspector,
                 ] {
                     if let Some(on) = self.switch(a) {
                         ui.checkbox(on, a.menu_text());

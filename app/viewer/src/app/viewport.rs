@@ -128,7 +128,30 @@ impl ViewerApp {
             }
         }
         self.transforms.insert(index, t);
-        if index == self.active
+        let attention = self
+            .ai
+            .as_ref()
+            .filter(|_| index == self.active)
+            .and_then(|a| {
+                Some((
+                    a.attention.overlay_for(&key)?,
+                    a.opacity,
+                    a.attention.show_grid,
+                ))
+            });
+        if let Some(((texture, rect, grid), opacity, show_grid)) = attention {
+            // The inspector's map over the region the model saw, in place of the heatmap.
+            draw_over_rect(
+                &painter,
+                texture.id(),
+                &t,
+                rect,
+                Color32::from_white_alpha((opacity * 255.0) as u8),
+            );
+            if show_grid {
+                patch_grid(&painter, &t, rect, grid);
+            }
+        } else if index == self.active
             && let Some((texture, opacity)) = self.ai.as_ref().and_then(|a| a.overlay_for(&key))
         {
             draw_textured(
@@ -475,6 +498,54 @@ fn draw_textured(
     }
     mesh.indices.extend_from_slice(&[0, 1, 2, 0, 2, 3]);
     painter.add(egui::Shape::mesh(mesh));
+}
+
+/// A texture stretched over the image rectangle `rect` (x0, y0, x1, y1, image pixels), tinted.
+fn draw_over_rect(
+    painter: &egui::Painter,
+    texture: egui::TextureId,
+    t: &ViewTransform,
+    (x0, y0, x1, y1): (f64, f64, f64, f64),
+    tint: Color32,
+) {
+    let (x0, y0, x1, y1) = (x0 as f32, y0 as f32, x1 as f32, y1 as f32);
+    let mut mesh = egui::Mesh::with_texture(texture);
+    for (p, uv) in [
+        (pos2(x0, y0), pos2(0.0, 0.0)),
+        (pos2(x1, y0), pos2(1.0, 0.0)),
+        (pos2(x1, y1), pos2(1.0, 1.0)),
+        (pos2(x0, y1), pos2(0.0, 1.0)),
+    ] {
+        mesh.vertices.push(egui::epaint::Vertex {
+            pos: t.screen_from_image(p),
+            uv,
+            color: tint,
+        });
+    }
+    mesh.indices.extend_from_slice(&[0, 1, 2, 0, 2, 3]);
+    painter.add(egui::Shape::mesh(mesh));
+}
+
+/// The model's patch grid (rows, columns) over the image rectangle `rect` it covers.
+fn patch_grid(
+    painter: &egui::Painter,
+    t: &ViewTransform,
+    (x0, y0, x1, y1): (f64, f64, f64, f64),
+    (rows, cols): (usize, usize),
+) {
+    let stroke = (1.0, Color32::from_white_alpha(90));
+    for c in 0..=cols {
+        let x = (x0 + (x1 - x0) * c as f64 / cols.max(1) as f64) as f32;
+        let a = t.screen_from_image(pos2(x, y0 as f32));
+        let b = t.screen_from_image(pos2(x, y1 as f32));
+        painter.line_segment([a, b], stroke);
+    }
+    for r in 0..=rows {
+        let y = (y0 + (y1 - y0) * r as f64 / rows.max(1) as f64) as f32;
+        let a = t.screen_from_image(pos2(x0 as f32, y));
+        let b = t.screen_from_image(pos2(x1 as f32, y));
+        painter.line_segment([a, b], stroke);
+    }
 }
 
 /// The image's corners (0,0), (w,0), (w,h), (0,h) on screen, with their texture coordinates: one quad
