@@ -134,6 +134,8 @@ pub enum AiEvent {
         key: FrameKey,
         prompt: String,
         style: MapStyle,
+        /// 0: the map shown; 1: the one beside it (maps side by side).
+        slot: usize,
         overlay: Overlay,
         ms: f64,
     },
@@ -155,6 +157,7 @@ enum Request {
         key: FrameKey,
         prompt: String,
         style: MapStyle,
+        slot: usize,
     },
 }
 
@@ -189,8 +192,15 @@ impl AiWorker {
         let _ = self.tx.send(Request::Attention(key));
     }
 
-    pub fn heatmap(&self, key: FrameKey, prompt: String, style: MapStyle) {
-        let _ = self.tx.send(Request::Heatmap { key, prompt, style });
+    /// The map of `prompt` by `style` for frame `key`, for display slot `slot` (0: the map shown;
+    /// 1: the one beside it when maps are compared side by side).
+    pub fn heatmap(&self, key: FrameKey, prompt: String, style: MapStyle, slot: usize) {
+        let _ = self.tx.send(Request::Heatmap {
+            key,
+            prompt,
+            style,
+            slot,
+        });
     }
 
     pub fn poll(&self) -> Vec<AiEvent> {
@@ -323,15 +333,24 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
             }
         };
         // Only the newest frame and the newest heatmap matter: the user has moved on from the rest.
-        let (mut analyze, mut heat, mut attention) = (None, None, None);
+        let (mut analyze, mut heat, mut attention) = (None, [None, None], None);
         for r in std::iter::once(first).chain(requests.try_iter()) {
             match r {
                 Request::Analyze(f) => {
                     analyze = Some(f);
-                    heat = None;
+                    heat = [None, None];
                 }
                 Request::Attention(key) => attention = Some(key),
-                h @ Request::Heatmap { .. } => heat = Some(h),
+                Request::Heatmap {
+                    key,
+                    prompt,
+                    style,
+                    slot,
+                } => {
+                    if let Some(h) = heat.get_mut(slot) {
+                        *h = Some((key, prompt, style));
+                    }
+                }
             }
         }
         if let Some(f) = analyze {
@@ -340,10 +359,12 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
                 send(AiEvent::Failed { key, message: e });
             }
         }
-        if let Some(Request::Heatmap { key, prompt, style }) = heat
-            && let Err(e) = state.heatmap(&key, &prompt, style, &send)
-        {
-            send(AiEvent::Failed { key, message: e });
+        for (slot, h) in heat.into_iter().enumerate() {
+            if let Some((key, prompt, style)) = h
+                && let Err(e) = state.heatmap(&key, &prompt, style, slot, &send)
+            {
+                send(AiEvent::Failed { key, message: e });
+            }
         }
         if let Some(key) = attention
             && let Err(e) = state.attention(&key, &send)
@@ -570,6 +591,7 @@ impl State {
         key: &FrameKey,
         prompt: &str,
         style: MapStyle,
+        slot: usize,
         send: &impl Fn(AiEvent),
     ) -> Result<(), String> {
         let Some((k, encoded)) = &self.current else {
@@ -615,6 +637,7 @@ impl State {
             key: key.clone(),
             prompt: prompt.to_string(),
             style,
+            slot,
             overlay: Overlay {
                 width: w,
                 height: h,

@@ -85,6 +85,10 @@ pub struct AiPanel {
     /// The prompt the user asked to map; kept while scrolling, so every frame gets its map.
     wanted: Option<(String, MapStyle)>,
     heat_requested: Option<(FrameKey, String, MapStyle)>,
+    /// Maps side by side: the style of the map in the second viewport (same prompt), or `None`.
+    pub compare: Option<MapStyle>,
+    pub overlay_b: Option<ShownOverlay>,
+    heat_requested_b: Option<(FrameKey, String, MapStyle)>,
     pub overlay: Option<ShownOverlay>,
     prompt: String,
     pub method: Method,
@@ -121,6 +125,9 @@ impl AiPanel {
             analysis: None,
             wanted: None,
             heat_requested: None,
+            compare: None,
+            overlay_b: None,
+            heat_requested_b: None,
             overlay: None,
             prompt: String::new(),
             // MaskCLIP localised best on the demo model's held-out phantoms (docs/benchmarks.md).
@@ -212,6 +219,7 @@ impl AiPanel {
                     key,
                     prompt,
                     style,
+                    slot,
                     overlay,
                     ms,
                 } => {
@@ -219,14 +227,19 @@ impl AiPanel {
                         [overlay.width, overlay.height],
                         &overlay.rgba,
                     );
-                    let texture = match self.overlay.take() {
+                    let (shown, name) = if slot == 0 {
+                        (&mut self.overlay, "ai-heatmap")
+                    } else {
+                        (&mut self.overlay_b, "ai-heatmap-b")
+                    };
+                    let texture = match shown.take() {
                         Some(mut o) => {
                             o.texture.set(img, TextureOptions::LINEAR);
                             o.texture
                         }
-                        None => ctx.load_texture("ai-heatmap", img, TextureOptions::LINEAR),
+                        None => ctx.load_texture(name, img, TextureOptions::LINEAR),
                     };
-                    self.overlay = Some(ShownOverlay {
+                    *shown = Some(ShownOverlay {
                         key,
                         prompt,
                         style,
@@ -264,8 +277,15 @@ impl AiPanel {
         if let Some((prompt, style)) = &self.wanted {
             let want = (key.clone(), prompt.clone(), *style);
             if self.heat_requested.as_ref() != Some(&want) {
-                self.worker.heatmap(key.clone(), prompt.clone(), *style);
+                self.worker.heatmap(key.clone(), prompt.clone(), *style, 0);
                 self.heat_requested = Some(want);
+            }
+            if let Some(b) = self.compare {
+                let want = (key.clone(), prompt.clone(), b);
+                if self.heat_requested_b.as_ref() != Some(&want) {
+                    self.worker.heatmap(key.clone(), prompt.clone(), b, 1);
+                    self.heat_requested_b = Some(want);
+                }
             }
         }
         // The inspector's maps once the worker has read the frame (it keeps its attention).
@@ -303,6 +323,27 @@ impl AiPanel {
             self.wanted = Some((p.to_string(), self.style()));
             self.show_heatmap = true;
         }
+    }
+
+    /// The map beside the first when maps are compared side by side, for frame `key`, with its opacity.
+    pub fn overlay_b_for(&self, key: &FrameKey) -> Option<(&TextureHandle, f32)> {
+        let o = self.overlay_b.as_ref()?;
+        let wanted = self.wanted.as_ref().is_some_and(|(p, _)| *p == o.prompt)
+            && self.compare == Some(o.style);
+        (self.show_heatmap && wanted && o.key == *key).then_some((&o.texture, self.opacity))
+    }
+
+    /// The label of each side's map when compared: method and model.
+    pub fn compare_labels(&self) -> Option<[String; 2]> {
+        let b = self.compare?;
+        let model = match &self.status {
+            ModelStatus::Ready { name, .. } => name.clone(),
+            _ => String::new(),
+        };
+        Some([
+            format!("{} — {model}", self.style().name()),
+            format!("{} — {model}", b.name()),
+        ])
     }
 
     /// The overlay to draw on the frame `key`, with its opacity.
@@ -487,6 +528,33 @@ impl AiPanel {
             ui.checkbox(&mut self.show_heatmap, "Show");
         });
         ui.add(egui::Slider::new(&mut self.opacity, 0.0..=1.0).text("opacity"));
+        ui.horizontal(|ui| {
+            let mut on = self.compare.is_some();
+            if ui
+                .checkbox(&mut on, "Side by side with")
+                .on_hover_text(
+                    "Two maps of the same prompt in a 1 × 2 layout, pan, zoom and slice linked",
+                )
+                .changed()
+            {
+                self.compare = on.then(|| MapStyle {
+                    method: Method::ALL
+                        .into_iter()
+                        .find(|m| *m != self.method)
+                        .unwrap_or(self.method),
+                    refine: self.refine,
+                });
+            }
+            if let Some(b) = &mut self.compare {
+                egui::ComboBox::from_label("beside")
+                    .selected_text(b.method.name())
+                    .show_ui(ui, |ui| {
+                        for m in Method::ALL {
+                            ui.selectable_value(&mut b.method, m, m.name());
+                        }
+                    });
+            }
+        });
         match (&self.wanted, &self.overlay) {
             (Some((p, m)), Some(o))
                 if o.prompt == *p && o.style == *m && Some(&o.key) == current =>

@@ -531,3 +531,51 @@ fn the_attention_inspector_lays_a_map_over_the_image() {
     assert!(ai.attention.overlay_for(&key).is_some());
     h.snapshot("attention_inspector");
 }
+
+/// "Side by side with" lays two maps of the same prompt in a 1 × 2 layout, each labelled with its
+/// method and model, the two viewports' zoom and slice linked.
+#[test]
+fn two_maps_side_by_side_follow_one_view() {
+    let mut h = harness();
+    step_until(&mut h, "the automatic map", |a| {
+        let (Some(ai), Some(key)) = (a.ai.as_ref(), current_key(a)) else {
+            return false;
+        };
+        ai.overlay_for(&key).is_some()
+    });
+    h.get_by_label("Side by side with").click();
+    step_until(
+        &mut h,
+        "the second map, the similar reports and the draft",
+        |a| {
+            let (Some(ai), Some(key)) = (a.ai.as_ref(), current_key(a)) else {
+                return false;
+            };
+            ai.overlay_b_for(&key).is_some()
+                && ai
+                    .analysis
+                    .as_ref()
+                    .is_some_and(|(_, an)| an.similar.is_some() && an.draft.is_some())
+        },
+    );
+    let app = h.state();
+    assert_eq!(app.layout, radclip_viewer::state::Layout::OneByTwo);
+    let ai = app.ai.as_ref().unwrap();
+    let b = ai.compare.unwrap();
+    assert_ne!(b.method, ai.method, "the second map is another method");
+    let labels = ai.compare_labels().unwrap();
+    assert!(labels[0].starts_with("maskclip") && labels[1].starts_with(b.method.name()));
+    assert!(labels.iter().all(|l| l.ends_with("radclip-demo")));
+    // One view: a zoom of the first viewport is the second's too.
+    h.state_mut()
+        .command(0, radclip_viewer::state::Command::ZoomBy(1.5));
+    h.step();
+    h.step();
+    let (v0, v1) = (&h.state().viewports[0], &h.state().viewports[1]);
+    assert_eq!(
+        (v0.zoom, v0.slice, v0.series),
+        (v1.zoom, v1.slice, v1.series)
+    );
+    assert!((v0.zoom - 1.5).abs() < 1e-6 || v0.zoom > 1.0);
+    h.snapshot("maps_side_by_side");
+}

@@ -285,6 +285,26 @@ impl ViewerApp {
         None
     }
 
+    /// Maps side by side: a 1 × 2 layout whose two viewports show the active one's image and view
+    /// (series, slice, window, pan, zoom), so the two maps are compared at the same place.
+    pub(super) fn sync_compare(&mut self) {
+        if self.ai.as_ref().is_none_or(|a| a.compare.is_none()) {
+            return;
+        }
+        if self.layout != crate::state::Layout::OneByTwo {
+            self.set_layout(crate::state::Layout::OneByTwo);
+        }
+        let from = self.active.min(1);
+        let Some(v) = self.viewports.get(from).cloned() else {
+            return;
+        };
+        if let Some(other) = self.viewports.get_mut(1 - from)
+            && *other != v
+        {
+            *other = v;
+        }
+    }
+
     /// The window of preset `n` for the active viewport's modality.
     pub fn preset_command(&self, viewport: usize, n: usize) -> Option<Command> {
         let v = self.viewports.get(viewport)?;

@@ -221,6 +221,7 @@ impl ViewerApp {
         }
         self.handle_dropped_files(&ctx);
         self.handle_keys(&ctx);
+        self.sync_compare();
         self.advance_cine(&ctx);
 
         egui::Panel::top("menu").show(ui, |ui| self.menu_ui(ui));

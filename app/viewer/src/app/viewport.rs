@@ -151,15 +151,37 @@ impl ViewerApp {
             if show_grid {
                 patch_grid(&painter, &t, rect, grid);
             }
-        } else if index == self.active
-            && let Some((texture, opacity)) = self.ai.as_ref().and_then(|a| a.overlay_for(&key))
-        {
+        } else if let Some((texture, opacity)) = self.ai.as_ref().and_then(|a| {
+            // Side by side, the first viewport shows the panel's map and the second the other one.
+            match (a.compare.is_some(), index) {
+                (true, 0) => a.overlay_for(&key),
+                (true, 1) => a.overlay_b_for(&key),
+                (false, i) if i == self.active => a.overlay_for(&key),
+                _ => None,
+            }
+        }) {
             draw_textured(
                 &painter,
                 texture.id(),
                 &t,
                 Color32::from_white_alpha((opacity * 255.0) as u8),
             );
+        }
+        if let Some(label) = self
+            .ai
+            .as_ref()
+            .and_then(|a| a.compare_labels())
+            .and_then(|l| l.get(index).cloned())
+        {
+            let at = pos2(rect.center().x, rect.top() + 56.0);
+            let galley =
+                painter.layout_no_wrap(label, egui::FontId::proportional(14.0), Color32::WHITE);
+            let band = Rect::from_center_size(
+                pos2(at.x, at.y + galley.size().y / 2.0),
+                galley.size() + vec2(12.0, 6.0),
+            );
+            painter.rect_filled(band, 4.0, Color32::from_black_alpha(170));
+            painter.galley(band.min + vec2(6.0, 3.0), galley, Color32::WHITE);
         }
         if self.show_segmentations
             && let Some((inst, frame_no)) = series.instance_of(v.slice)
