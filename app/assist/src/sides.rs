@@ -44,6 +44,23 @@ pub fn image_sides(
         .collect()
 }
 
+/// What an encoded image shows: its findings (`prompts` scored on its features) and the side of each
+/// present one, as the panel, `radclip draft` and `radclip eval` read an image.
+pub fn findings_and_sides(
+    engine: &Engine,
+    prompts: &radclip_clip::zeroshot::PromptSet,
+    list: &FindingList,
+    encoded: &EncodedImage,
+) -> Result<(Vec<FindingScore>, Vec<Sides>)> {
+    let scores = prompts
+        .score(&encoded.features)?
+        .into_iter()
+        .next()
+        .unwrap_or_default();
+    let sides = image_sides(engine, encoded, list, &scores)?;
+    Ok((scores, sides))
+}
+
 /// Whether a report that states findings on `report` sides contradicts an image that shows them on
 /// `image` sides: some finding named on a side by both, on no common side.
 pub fn contradicts(report: &[Sides], image: &[Sides]) -> bool {

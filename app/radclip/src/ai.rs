@@ -382,12 +382,8 @@ pub fn draft(
     let prepared = prepare_file(&engine, file, frame)?;
     let encoded = EncodedImage::new(&engine, &prepared)?;
     let prompts = zeroshot::PromptSet::new(&engine, &list)?;
-    let scores = prompts
-        .score(&encoded.features)?
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    let sides = radclip_assist::sides::image_sides(&engine, &encoded, &list, &scores)?;
+    let (scores, sides) =
+        radclip_assist::sides::findings_and_sides(&engine, &prompts, &list, &encoded)?;
     let q = encoded
         .features
         .to_dtype(candle_core::DType::F32)?

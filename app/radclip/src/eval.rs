@@ -533,12 +533,8 @@ pub fn eval(args: &EvalArgs) -> anyhow::Result<()> {
         let want = label(&set[qi]);
         let truth_sides = truth_sides(&set[qi], &kinds);
         let encoded = EncodedImage::new(&engine, &engine.prepare(set[qi].image.clone())?)?;
-        let scores = prompts
-            .score(&encoded.features)?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        let sides = radclip_assist::sides::image_sides(&engine, &encoded, &list, &scores)?;
+        let (scores, sides) =
+            radclip_assist::sides::findings_and_sides(&engine, &prompts, &list, &encoded)?;
         for (got, truth) in sides.iter().zip(&truth_sides) {
             if !got.is_none() && !truth.is_none() {
                 sides_judged += 1;

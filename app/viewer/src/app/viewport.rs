@@ -510,16 +510,8 @@ fn draw_textured(
     t: &ViewTransform,
     tint: Color32,
 ) {
-    let mut mesh = egui::Mesh::with_texture(texture);
-    for (pos, uv) in image_corners(t) {
-        mesh.vertices.push(egui::epaint::Vertex {
-            pos,
-            uv,
-            color: tint,
-        });
-    }
-    mesh.indices.extend_from_slice(&[0, 1, 2, 0, 2, 3]);
-    painter.add(egui::Shape::mesh(mesh));
+    let (w, h) = (f64::from(t.image_size.x), f64::from(t.image_size.y));
+    draw_over_rect(painter, texture, t, (0.0, 0.0, w, h), tint);
 }
 
 /// A texture stretched over the image rectangle `rect` (x0, y0, x1, y1, image pixels), tinted.
