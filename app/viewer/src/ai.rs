@@ -152,6 +152,8 @@ pub enum AiEvent {
 
 enum Request {
     Analyze(AiFrame),
+    /// Another similar-reports library in place of the one there is.
+    Library(LibrarySource),
     Attention(FrameKey),
     Heatmap {
         key: FrameKey,
@@ -185,6 +187,12 @@ impl AiWorker {
 
     pub fn analyze(&self, frame: AiFrame) {
         let _ = self.tx.send(Request::Analyze(frame));
+    }
+
+    /// Replaces the similar-reports library (the user chose an archive); the frame read last gets
+    /// its similar reports and draft again once it is complete.
+    pub fn library(&self, source: LibrarySource) {
+        let _ = self.tx.send(Request::Library(source));
     }
 
     /// Every layer's and head's attention from the class token, for the frame read last.
@@ -226,6 +234,8 @@ struct State {
     current_scores: Vec<radclip_clip::zeroshot::FindingScore>,
     /// The library's sentences, for drafts (made once the library is complete).
     bank: Option<radclip_assist::draft::SentenceBank>,
+    /// The model's provenance, to check that an index was made with its weights.
+    provenance: Option<Box<radclip_assist::ModelProvenance>>,
 }
 
 fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wake: impl Fn()) {
@@ -274,12 +284,6 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
             })
             .collect(),
     });
-    // A list's words that do not parse leave the similar list by maximal marginal relevance; the
-    // finding list itself loaded, so the rest of the panel works.
-    let labeler = radclip_assist::library::labeler(&list)
-        .inspect_err(|e| tracing::warn!("report labeler off: {e}"))
-        .ok()
-        .flatten();
     let mut state = State {
         engine,
         list,
@@ -290,30 +294,10 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
         current_sides: Vec::new(),
         current_scores: Vec::new(),
         bank: None,
+        provenance: provenance_for_index,
     };
-    match setup.library {
-        None => {}
-        Some(LibrarySource::Reports(make)) => {
-            state.pending = Some((make().into_iter(), ReportLibrary::new(labeler)));
-        }
-        Some(LibrarySource::Path(path)) => {
-            let mut library = ReportLibrary::new(labeler);
-            match read_library(&path, &mut library, provenance_for_index.as_deref()) {
-                Ok(None) => {
-                    send(AiEvent::LibraryReady {
-                        reports: library.len(),
-                        by_findings: library.by_findings(),
-                    });
-                    state.library = Some(library);
-                    state.make_bank();
-                }
-                Ok(Some(reports)) => state.pending = Some((reports.into_iter(), library)),
-                Err(e) => send(AiEvent::LibraryFailed(format!(
-                    "The report library {} could not be read: {e}",
-                    path.display()
-                ))),
-            }
-        }
+    if let Some(source) = setup.library {
+        state.set_library(source, &send);
     }
     loop {
         // While the library is being embedded, a request waits at most one batch.
@@ -341,6 +325,7 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
                     heat = [None, None];
                 }
                 Request::Attention(key) => attention = Some(key),
+                Request::Library(source) => state.set_library(source, &send),
                 Request::Heatmap {
                     key,
                     prompt,
@@ -445,6 +430,35 @@ impl State {
                     key: key.clone(),
                     message: e,
                 });
+            }
+        }
+    }
+
+    /// Puts the library of `source` in place of the one there is: an index is loaded whole, reports are
+    /// embedded a batch at a time between requests.
+    fn set_library(&mut self, source: LibrarySource, send: &impl Fn(AiEvent)) {
+        self.library = None;
+        self.pending = None;
+        self.bank = None;
+        // A list's words that do not parse leave the similar list by maximal marginal relevance; the
+        // finding list itself loaded, so the rest of the panel works.
+        let labeler = radclip_assist::library::labeler(&self.list)
+            .inspect_err(|e| tracing::warn!("report labeler off: {e}"))
+            .ok()
+            .flatten();
+        let mut library = ReportLibrary::new(labeler);
+        match source {
+            LibrarySource::Reports(make) => self.pending = Some((make().into_iter(), library)),
+            LibrarySource::Path(path) => {
+                match read_library(&path, &mut library, self.provenance.as_deref()) {
+                    Ok(Some(reports)) => self.pending = Some((reports.into_iter(), library)),
+                    // Loaded whole: published as the last batch of an embedded one is.
+                    Ok(None) => self.pending = Some((Vec::new().into_iter(), library)),
+                    Err(e) => send(AiEvent::LibraryFailed(format!(
+                        "The report library {} could not be read: {e}",
+                        path.display()
+                    ))),
+                }
             }
         }
     }

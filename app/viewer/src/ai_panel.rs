@@ -314,6 +314,18 @@ impl AiPanel {
             .map_or(name.to_string(), |(_, p)| p.clone())
     }
 
+    /// Makes the archive or index at `path` the similar-reports library (read and embedded on the
+    /// worker); what the panel listed from the old one goes.
+    pub fn set_library(&mut self, path: std::path::PathBuf) {
+        self.worker.library(crate::ai::LibrarySource::Path(path));
+        self.library = LibraryStatus::Embedding;
+        if let Some((_, a)) = &mut self.analysis {
+            a.similar = None;
+            a.draft = None;
+        }
+        self.draft_text = None;
+    }
+
     /// Asks for the map of `prompt` (on this and every later frame).
     pub fn map_prompt(&mut self, prompt: &str) {
         let p = prompt.trim();

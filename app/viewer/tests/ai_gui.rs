@@ -579,3 +579,43 @@ fn two_maps_side_by_side_follow_one_view() {
     assert!((v0.zoom - 1.5).abs() < 1e-6 || v0.zoom > 1.0);
     h.snapshot("maps_side_by_side");
 }
+
+/// An archive chosen while the viewer runs replaces the library: the frame on screen gets its similar
+/// reports from it.
+#[test]
+fn an_archive_chosen_later_replaces_the_library() {
+    use radclip_viewer::ai::{AiEvent, AiFrame, AiWorker, LibrarySource};
+    let archive = tempfile::tempdir().unwrap();
+    std::fs::write(archive.path().join("mine.txt"), "Small right pneumothorax.").unwrap();
+    std::fs::write(archive.path().join("other.txt"), "Moderate cardiomegaly.").unwrap();
+    let (key, frame) = demo_pneumothorax_frame();
+    let worker = AiWorker::start(demo_setup(50), || {}).unwrap();
+    worker.analyze(AiFrame {
+        key: key.clone(),
+        frame: std::sync::Arc::new(frame),
+        window: None,
+        modality: "DX".into(),
+    });
+    let start = Instant::now();
+    let mut libraries = Vec::new();
+    loop {
+        assert!(start.elapsed() < Duration::from_secs(120), "{libraries:?}");
+        for e in worker.poll() {
+            match e {
+                AiEvent::LibraryReady { reports, .. } => {
+                    libraries.push(reports);
+                    if reports == 50 {
+                        worker.library(LibrarySource::Path(archive.path().to_path_buf()));
+                    }
+                }
+                AiEvent::Similar { key: k, reports } if k == key && libraries == [50, 2] => {
+                    assert_eq!(reports[0].report.title, "mine.txt");
+                    return;
+                }
+                AiEvent::LoadFailed(m) | AiEvent::LibraryFailed(m) => panic!("{m}"),
+                _ => {}
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}

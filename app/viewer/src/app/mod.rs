@@ -60,6 +60,8 @@ pub struct ViewerApp {
     events: Receiver<LoadEvent>,
     scan_rx: Option<Receiver<Result<StudyTree, String>>>,
     dialog_rx: Option<Receiver<Option<PathBuf>>>,
+    /// A report archive or index chosen in the File menu, for the AI panel's library.
+    archive_rx: Option<Receiver<Option<PathBuf>>>,
     shown: HashMap<usize, ShownTexture>,
     thumbs: HashMap<usize, TextureHandle>,
     drag: Option<Drag>,
@@ -139,6 +141,7 @@ impl ViewerApp {
             events,
             scan_rx: None,
             dialog_rx: None,
+            archive_rx: None,
             shown: HashMap::new(),
             thumbs: HashMap::new(),
             drag: None,

@@ -35,6 +35,28 @@ impl ViewerApp {
                 if ui.button("Open folder or DICOMDIR…").clicked() {
                     self.pick(ui.ctx(), true);
                 }
+                if self.ai.is_some() {
+                    ui.separator();
+                    if ui
+                        .button("Report archive folder…")
+                        .on_hover_text(
+                            "Folder of .txt, Open-i .xml or .csv reports: the AI panel's similar \
+                             reports and drafts come from it",
+                        )
+                        .clicked()
+                    {
+                        self.pick_archive(ui.ctx(), true);
+                    }
+                    if ui
+                        .button("Report archive or index file…")
+                        .on_hover_text(
+                            "A .csv or .xml archive, or an index made by `radclip index` with this model",
+                        )
+                        .clicked()
+                    {
+                        self.pick_archive(ui.ctx(), false);
+                    }
+                }
             });
             ui.menu_button("View", |ui| {
                 for (l, name) in [

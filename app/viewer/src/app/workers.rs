@@ -200,6 +200,14 @@ impl ViewerApp {
                 self.status += &format!(" {failed} segmentation(s) could not be read.");
             }
         }
+        if let Some(rx) = &self.archive_rx
+            && let Ok(choice) = rx.try_recv()
+        {
+            self.archive_rx = None;
+            if let (Some(p), Some(ai)) = (choice, &mut self.ai) {
+                ai.set_library(p);
+            }
+        }
         if let Some(rx) = &self.dialog_rx
             && let Ok(choice) = rx.try_recv()
         {
@@ -221,6 +229,20 @@ impl ViewerApp {
         if let Some(t) = &mut self.tags {
             t.poll();
         }
+    }
+
+    /// A report archive (folder, or .txt/.xml/.csv file) or an index for the AI panel's library, chosen
+    /// in a dialog off the GUI thread.
+    pub(super) fn pick_archive(&mut self, ctx: &egui::Context, folder: bool) {
+        self.archive_rx = spawn_job("radclip-dialog", ctx, move || {
+            let d = rfd::FileDialog::new().set_title("Report archive or index");
+            if folder {
+                d.pick_folder()
+            } else {
+                d.pick_file()
+            }
+        })
+        .ok();
     }
 
     pub(super) fn pick(&mut self, ctx: &egui::Context, folder: bool) {
