@@ -146,7 +146,8 @@ impl SentenceBank {
             scores
                 .iter()
                 .find(|s| Some(&s.name) == name)
-                .map_or(0.5, |s| s.probability)
+                // A finding without a score is neither present nor absent.
+                .map_or(f64::NAN, |s| s.probability)
         };
         let n = self.names.len();
         let present: Vec<bool> = (0..n).map(|i| p(i) >= crate::sides::PRESENT).collect();
