@@ -59,8 +59,9 @@ impl Default for Diversity {
     }
 }
 
-/// Rows scored per parallel task.
-const ROWS_PER_TASK: usize = 4096;
+/// Rows scored per parallel task: 256 rows of 512 floats (512 KB) stay in cache while every query of a
+/// batch is scored against them.
+const ROWS_PER_TASK: usize = 256;
 
 /// The dot product of `q` with each row of `rows` (rows of `q.len()`), into `out`: sixteen partial sums,
 /// so the compiler keeps them in vector registers.
@@ -179,48 +180,77 @@ impl<T> Index<T> {
     where
         T: Sync,
     {
-        let q = self.check(query)?;
+        Ok(self.search_many(&[query], k)?.pop().unwrap_or_default())
+    }
+
+    /// [`Index::search`] for several queries at once: the rows are read once for all of them (a block
+    /// of rows stays in cache while every query is scored against it).
+    pub fn search_many(&self, queries: &[&[f32]], k: usize) -> Result<Vec<Vec<Hit<'_, T>>>>
+    where
+        T: Sync,
+    {
+        let qs = queries
+            .iter()
+            .map(|q| self.check(q))
+            .collect::<Result<Vec<_>>>()?;
         let k = k.min(self.len());
         if k == 0 {
-            return Ok(Vec::new());
+            return Ok(qs.iter().map(|_| Vec::new()).collect());
         }
-        let scores = self.scores(&q);
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        let better = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(a.cmp(b));
-        if k < order.len() {
-            order.select_nth_unstable_by(k - 1, better);
-            order.truncate(k);
-        }
-        order.sort_by(better);
-        Ok(order
-            .into_iter()
-            .filter_map(|i| {
-                Some(Hit {
-                    position: i,
-                    score: scores[i],
-                    item: self.items.get(i)?,
-                })
+        // Scores row-major by row: scores[row * nq + query].
+        let nq = qs.len();
+        let scores = self.scores(&qs);
+        Ok((0..nq)
+            .map(|qi| {
+                let score = |i: usize| scores.get(i * nq + qi).copied().unwrap_or(f32::MIN);
+                let mut order: Vec<usize> = (0..self.len()).collect();
+                let better = |a: &usize, b: &usize| score(*b).total_cmp(&score(*a)).then(a.cmp(b));
+                if k < order.len() {
+                    order.select_nth_unstable_by(k - 1, better);
+                    order.truncate(k);
+                }
+                order.sort_by(better);
+                order
+                    .into_iter()
+                    .filter_map(|i| {
+                        Some(Hit {
+                            position: i,
+                            score: score(i),
+                            item: self.items.get(i)?,
+                        })
+                    })
+                    .collect()
             })
             .collect())
     }
 
-    /// The cosine of every row to the unit vector `q`, blocks of rows on all cores (the scan is
-    /// memory-bound: each row is read once, 8 lanes at a time where the CPU has AVX2).
-    fn scores(&self, q: &[f32]) -> Vec<f32> {
-        let dim = self.dim.max(1);
-        let mut scores = vec![0f32; self.items.len()];
+    /// The cosine of every row to each unit vector of `qs`, [rows × queries], blocks of rows on all
+    /// cores (the scan is memory-bound: each row is read once, 8 lanes at a time where the CPU has AVX2).
+    fn scores(&self, qs: &[Vec<f32>]) -> Vec<f32> {
+        let (dim, nq) = (self.dim.max(1), qs.len().max(1));
+        let mut scores = vec![0f32; self.items.len() * nq];
         let avx2 = has_avx2_fma();
         scores
-            .par_chunks_mut(ROWS_PER_TASK)
+            .par_chunks_mut(ROWS_PER_TASK * nq)
             .zip(self.rows.par_chunks(ROWS_PER_TASK * dim))
             .for_each(|(out, rows)| {
-                #[cfg(target_arch = "x86_64")]
-                if avx2 {
-                    // SAFETY: the CPU has AVX2 and FMA (checked at run time by `has_avx2_fma`).
-                    unsafe { dots_avx2(rows, q, out) };
-                    return;
+                let mut one = vec![0f32; rows.len() / dim];
+                for (qi, q) in qs.iter().enumerate() {
+                    #[cfg(target_arch = "x86_64")]
+                    if avx2 {
+                        // SAFETY: the CPU has AVX2 and FMA (checked at run time by `has_avx2_fma`).
+                        unsafe { dots_avx2(rows, q, &mut one) };
+                    } else {
+                        dots(rows, q, &mut one);
+                    }
+                    #[cfg(not(target_arch = "x86_64"))]
+                    dots(rows, q, &mut one);
+                    for (r, v) in one.iter().enumerate() {
+                        if let Some(o) = out.get_mut(r * nq + qi) {
+                            *o = *v;
+                        }
+                    }
                 }
-                dots(rows, q, out);
             });
         scores
     }

@@ -258,3 +258,46 @@ fn first_per_key_keeps_the_nearest_of_each_key_then_fills_by_similarity() {
     assert_eq!(two.iter().map(|h| h.position).collect::<Vec<_>>(), expect);
     assert!(first_per_key(pool, 0, |h| h.item.1).is_empty());
 }
+
+#[test]
+fn a_batch_of_queries_finds_what_each_finds_alone() {
+    // Enough rows for several parallel blocks, and a dimension that is not a multiple of 16.
+    let (n, dim) = (1_000usize, 37usize);
+    let mut seed = 12345u64;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((seed >> 33) as f32 / (1u64 << 31) as f32) * 2.0 - 1.0
+    };
+    let mut index = radclip_index::Index::new(dim);
+    for i in 0..n {
+        let v: Vec<f32> = (0..dim).map(|_| next()).collect();
+        index.add(&v, i).unwrap();
+    }
+    let queries: Vec<Vec<f32>> = (0..7).map(|_| (0..dim).map(|_| next()).collect()).collect();
+    let refs: Vec<&[f32]> = queries.iter().map(Vec::as_slice).collect();
+    let batch = index.search_many(&refs, 10).unwrap();
+    assert_eq!(batch.len(), queries.len());
+    for (q, hits) in queries.iter().zip(&batch) {
+        let alone = index.search(q, 10).unwrap();
+        assert_eq!(hits, &alone);
+        // Against a brute-force cosine in f64.
+        let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        let mut want: Vec<(usize, f64)> = (0..n)
+            .map(|i| {
+                let r = index.row(i).unwrap();
+                let dot: f64 = r
+                    .iter()
+                    .zip(q)
+                    .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                    .sum();
+                (i, dot / norm(q))
+            })
+            .collect();
+        want.sort_by(|a, b| b.1.total_cmp(&a.1));
+        let got: Vec<usize> = hits.iter().map(|h| h.position).collect();
+        let top: Vec<usize> = want.iter().take(10).map(|w| w.0).collect();
+        assert_eq!(got, top);
+    }
+}
