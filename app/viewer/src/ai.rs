@@ -421,16 +421,13 @@ impl State {
         });
         self.library = Some(library);
         self.make_bank();
-        if let Some((key, encoded)) = &self.current {
-            let sent = self
-                .send_similar(key, &encoded.features, send)
-                .and_then(|()| self.send_draft(key, &encoded.features, send));
-            if let Err(e) = sent {
-                send(AiEvent::Failed {
-                    key: key.clone(),
-                    message: e,
-                });
-            }
+        if let Some((key, encoded)) = &self.current
+            && let Err(e) = self.send_listings(key, &encoded.features, send)
+        {
+            send(AiEvent::Failed {
+                key: key.clone(),
+                message: e,
+            });
         }
     }
 
@@ -478,33 +475,10 @@ impl State {
         }
     }
 
-    /// The draft for the frame `key` with image features `features`, sent for it.
-    fn send_draft(
-        &self,
-        key: &FrameKey,
-        features: &candle_core::Tensor,
-        send: &impl Fn(AiEvent),
-    ) -> Result<(), String> {
-        let Some(bank) = &self.bank else {
-            return Ok(());
-        };
-        let q = features
-            .to_dtype(candle_core::DType::F32)
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| e.to_string())?;
-        let draft = bank
-            .draft(&q, &self.current_scores, &self.current_sides)
-            .map_err(|e| e.to_string())?;
-        send(AiEvent::Draft {
-            key: key.clone(),
-            draft,
-        });
-        Ok(())
-    }
-
-    /// The library's reports most similar to image features `features`, sent for `key`, listed as
-    /// [`radclip_assist::Listing::Shown`] says (and `radclip eval` measures).
-    fn send_similar(
+    /// The library's reports most similar to image features `features`, listed as
+    /// [`radclip_assist::Listing::Shown`] says (and `radclip eval` measures), then the draft from its
+    /// sentences, each sent for `key` when there is a library.
+    fn send_listings(
         &self,
         key: &FrameKey,
         features: &candle_core::Tensor,
@@ -524,6 +498,15 @@ impl State {
             key: key.clone(),
             reports,
         });
+        if let Some(bank) = &self.bank {
+            let draft = bank
+                .draft(&q, &self.current_scores, &self.current_sides)
+                .map_err(|e| e.to_string())?;
+            send(AiEvent::Draft {
+                key: key.clone(),
+                draft,
+            });
+        }
         Ok(())
     }
 
@@ -575,8 +558,7 @@ impl State {
             Vec::new()
         };
         self.current_scores = scores;
-        self.send_similar(&f.key, &encoded.features, send)?;
-        self.send_draft(&f.key, &encoded.features, send)?;
+        self.send_listings(&f.key, &encoded.features, send)?;
         self.current = Some((f.key, encoded));
         Ok(())
     }

@@ -261,21 +261,27 @@ fn demo_pneumothorax_frame() -> (radclip_dicom::FrameKey, radclip_dicom::Frame) 
     (key, frame)
 }
 
-/// The worker reads a frame asked for while the report library is still being embedded before it
-/// finishes the library, then sends that frame its similar reports once the library is complete.
-#[test]
-fn findings_do_not_wait_for_the_report_library() {
-    use radclip_viewer::ai::{AiEvent, AiFrame, AiWorker};
+/// A worker for `setup`, asked at once to read the demo pneumothorax radiograph (the request waits in
+/// the queue while the model loads), and the frame's key.
+fn read_demo_frame(setup: AiSetup) -> (radclip_viewer::ai::AiWorker, radclip_dicom::FrameKey) {
     let (key, frame) = demo_pneumothorax_frame();
-    // Enough reports that embedding them takes many batches.
-    let worker = AiWorker::start(demo_setup(2_000), || {}).unwrap();
-    // Sent at once: the request waits in the queue while the model loads.
-    worker.analyze(AiFrame {
+    let worker = radclip_viewer::ai::AiWorker::start(setup, || {}).unwrap();
+    worker.analyze(radclip_viewer::ai::AiFrame {
         key: key.clone(),
         frame: std::sync::Arc::new(frame),
         window: None,
         modality: "DX".into(),
     });
+    (worker, key)
+}
+
+/// The worker reads a frame asked for while the report library is still being embedded before it
+/// finishes the library, then sends that frame its similar reports once the library is complete.
+#[test]
+fn findings_do_not_wait_for_the_report_library() {
+    use radclip_viewer::ai::AiEvent;
+    // Enough reports that embedding them takes many batches.
+    let (worker, key) = read_demo_frame(demo_setup(2_000));
     let start = Instant::now();
     let mut order = Vec::new();
     while !order.contains(&"similar") {
@@ -351,15 +357,8 @@ fn a_device_that_cannot_be_had_is_said_in_the_panel() {
 /// Runs a worker with `setup` on the demo pneumothorax radiograph until it lists similar reports (or the
 /// library fails: `Err` with the sentence shown).
 fn similar_from(setup: AiSetup) -> Result<Vec<radclip_viewer::ai::SimilarReport>, String> {
-    use radclip_viewer::ai::{AiEvent, AiFrame, AiWorker};
-    let (key, frame) = demo_pneumothorax_frame();
-    let worker = AiWorker::start(setup, || {}).unwrap();
-    worker.analyze(AiFrame {
-        key: key.clone(),
-        frame: std::sync::Arc::new(frame),
-        window: None,
-        modality: "DX".into(),
-    });
+    use radclip_viewer::ai::AiEvent;
+    let (worker, key) = read_demo_frame(setup);
     let start = Instant::now();
     loop {
         assert!(start.elapsed() < Duration::from_secs(120));
@@ -584,18 +583,11 @@ fn two_maps_side_by_side_follow_one_view() {
 /// reports from it.
 #[test]
 fn an_archive_chosen_later_replaces_the_library() {
-    use radclip_viewer::ai::{AiEvent, AiFrame, AiWorker, LibrarySource};
+    use radclip_viewer::ai::{AiEvent, LibrarySource};
     let archive = tempfile::tempdir().unwrap();
     std::fs::write(archive.path().join("mine.txt"), "Small right pneumothorax.").unwrap();
     std::fs::write(archive.path().join("other.txt"), "Moderate cardiomegaly.").unwrap();
-    let (key, frame) = demo_pneumothorax_frame();
-    let worker = AiWorker::start(demo_setup(50), || {}).unwrap();
-    worker.analyze(AiFrame {
-        key: key.clone(),
-        frame: std::sync::Arc::new(frame),
-        window: None,
-        modality: "DX".into(),
-    });
+    let (worker, key) = read_demo_frame(demo_setup(50));
     let start = Instant::now();
     let mut libraries = Vec::new();
     loop {
