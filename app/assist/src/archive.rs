@@ -112,6 +112,11 @@ pub fn read_reports(path: &Path) -> Result<Vec<ArchiveReport>, ArchiveError> {
     Ok(out)
 }
 
+/// Whether `path` is a report archive file by its name (.txt, .xml or .csv).
+pub fn is_archive_file(path: &Path) -> bool {
+    kind(path).is_some()
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Text,

@@ -31,6 +31,22 @@ pub enum AssistError {
     Provenance(#[from] provenance::ProvenanceError),
     #[error("a tensor operation failed: {0}")]
     Tensor(#[from] candle_core::Error),
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Input(String),
+    #[error("cancelled")]
+    Cancelled,
 }
 
 pub type Result<T> = std::result::Result<T, AssistError>;

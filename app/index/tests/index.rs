@@ -104,12 +104,39 @@ fn save_and_load_round_trip_and_reject_damaged_files() {
     let back: Index<String> = Index::load(&path).unwrap();
     assert_eq!(back.len(), 50);
     assert_eq!(back.items(), idx.items());
+    // Rows are stored as f16: each value within half a unit in the last place of f16 (2^-11 relative).
+    for i in 0..50 {
+        let (a, b) = (idx.row(i).unwrap(), back.row(i).unwrap());
+        for (x, y) in a.iter().zip(b.iter()) {
+            assert!(
+                (x - y).abs() <= x.abs() * 2f32.powi(-11) + 1e-7,
+                "{x} vs {y}"
+            );
+        }
+    }
     let q: Vec<f32> = (0..8).map(|_| r()).collect();
-    let (a, b) = (idx.search(&q, 5).unwrap(), back.search(&q, 5).unwrap());
+    let (a, b) = (idx.search(&q, 50).unwrap(), back.search(&q, 50).unwrap());
+    for (x, y) in a.iter().zip(&b) {
+        assert!(
+            (x.score - y.score).abs() < 2e-3,
+            "{} vs {}",
+            x.score,
+            y.score
+        );
+    }
+    // The loaded index's order is the exact order of its own (f16) rows, by an f64 cosine.
+    let mut want: Vec<(usize, f64)> = (0..50)
+        .map(|i| (i, cosine(&back.row(i).unwrap(), &q)))
+        .collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
     assert_eq!(
-        a.iter().map(|h| (h.position, h.score)).collect::<Vec<_>>(),
-        b.iter().map(|h| (h.position, h.score)).collect::<Vec<_>>()
+        b.iter().map(|h| h.position).collect::<Vec<_>>(),
+        want.iter().map(|w| w.0).collect::<Vec<_>>()
     );
+    // A loaded index grows: its rows are copied to memory.
+    let mut grown: Index<String> = Index::load(&path).unwrap();
+    grown.add(&q, "query".into()).unwrap();
+    assert_eq!(grown.search(&q, 1).unwrap()[0].item, "query");
     let bytes = std::fs::read(&path).unwrap();
     for cut in [0, 5, 20, bytes.len() - 3] {
         std::fs::write(&path, &bytes[..cut]).unwrap();
@@ -300,4 +327,107 @@ fn a_batch_of_queries_finds_what_each_finds_alone() {
         let top: Vec<usize> = want.iter().take(10).map(|w| w.0).collect();
         assert_eq!(got, top);
     }
+}
+
+#[test]
+fn an_index_saved_by_the_first_format_still_loads() {
+    // Format 1 (an earlier radclip): the header, then f32 rows, unaligned.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.idx");
+    let header = br#"{"format":"radclip-index-1","dim":2,"items":["a","b"]}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    for x in [1f32, 0.0, 0.6, 0.8] {
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    std::fs::write(&path, &bytes).unwrap();
+    let old: Index<String> = Index::load(&path).unwrap();
+    let hits = old.search(&[0.0, 1.0], 2).unwrap();
+    assert_eq!(hits[0].item, "b");
+    assert!((hits[0].score - 0.8).abs() < 1e-6);
+    assert!((hits[1].score - 0.0).abs() < 1e-6);
+}
+
+/// `n` unit-ish vectors of `dim` near `clusters` random centres: embedding-like data, on which a
+/// graph search is meaningful (on uniform noise in high dimension every neighbour is as far).
+fn clustered(n: usize, dim: usize, clusters: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut r = stream(seed);
+    let centres: Vec<Vec<f32>> = (0..clusters)
+        .map(|_| (0..dim).map(|_| r()).collect())
+        .collect();
+    (0..n)
+        .map(|i| {
+            let c = &centres[i % clusters];
+            c.iter().map(|x| x + 0.3 * r()).collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_graph_finds_what_the_scan_finds_and_is_saved_with_the_rows() {
+    let (dim, n) = (48, 6_000);
+    let data = clustered(n, dim, 60, 21);
+    let mut idx = Index::new(dim);
+    for (i, v) in data.iter().enumerate() {
+        idx.add(v, i).unwrap();
+    }
+    assert_eq!(idx.approximate(), None);
+    idx.build_approximate(radclip_index::Approximate::default())
+        .unwrap();
+    let queries = clustered(50, dim, 60, 22);
+    let (mut found, mut total) = (0usize, 0usize);
+    for q in &queries {
+        let exact: Vec<usize> = idx
+            .search_exact(q, 10)
+            .unwrap()
+            .iter()
+            .map(|h| h.position)
+            .collect();
+        let approx = idx.search(q, 10).unwrap();
+        assert_eq!(approx.len(), 10);
+        // Scores are the cosine of the row (f16 in the graph), best first.
+        for (h, next) in approx.iter().zip(approx.iter().skip(1)) {
+            assert!(h.score >= next.score);
+            assert!((f64::from(h.score) - cosine(&data[h.position], q)).abs() < 2e-3);
+        }
+        found += approx
+            .iter()
+            .filter(|h| exact.contains(&h.position))
+            .count();
+        total += 10;
+    }
+    let recall = found as f64 / total as f64;
+    assert!(recall >= 0.95, "recall@10 {recall}");
+    // Only the kept items, by graph and by scan.
+    let even = |i: &usize| i.is_multiple_of(2);
+    let hits = idx.search_filtered(&queries[0], 10, even).unwrap();
+    assert_eq!(hits.len(), 10);
+    assert!(hits.iter().all(|h| h.position.is_multiple_of(2)));
+    let hits = idx.search_exact_filtered(&queries[0], 10, even).unwrap();
+    assert!(hits.iter().all(|h| h.position.is_multiple_of(2)));
+    // Saved and loaded with its graph: the same hits.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.idx");
+    idx.save(&path).unwrap();
+    let back: Index<usize> = Index::load(&path).unwrap();
+    assert_eq!(back.approximate(), idx.approximate());
+    for q in queries.iter().take(10) {
+        let (a, b) = (idx.search(q, 10).unwrap(), back.search(q, 10).unwrap());
+        assert_eq!(
+            a.iter().map(|h| (h.position, h.score)).collect::<Vec<_>>(),
+            b.iter().map(|h| (h.position, h.score)).collect::<Vec<_>>()
+        );
+    }
+    // A damaged graph is refused with a sentence, not a crash.
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+    assert!(matches!(
+        Index::<usize>::load(&path),
+        Err(IndexError::Read { .. })
+    ));
+    // Adding a row drops the graph (it no longer covers every row).
+    let mut grown = back;
+    grown.add(&queries[0], n).unwrap();
+    assert_eq!(grown.approximate(), None);
+    assert_eq!(*grown.search(&queries[0], 1).unwrap()[0].item, n);
 }

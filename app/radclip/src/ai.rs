@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use radclip_assist::frame::{is_dicom, prepare_file};
+use radclip_assist::frame::{encode_files, files_under, prepare_file};
 use radclip_assist::provenance::{Provenance, model_provenance, prompts_of, sidecar};
-use radclip_clip::engine::{Engine, Prepared};
+use radclip_clip::engine::Engine;
 use radclip_clip::zeroshot::{self, FindingList};
 
 pub struct ModelArgs {
@@ -20,76 +20,6 @@ pub fn load_engine(m: &ModelArgs) -> anyhow::Result<Engine> {
         eprintln!("radclip: {n}");
     }
     Engine::load(&m.model, &device).with_context(|| format!("cannot load the model {}", m.model))
-}
-
-/// The DICOM and PNG/JPEG files under `dir` (hidden entries skipped), sorted, and how many PNG/JPEG files
-/// were left out as sidecars: in a folder that holds DICOM files, pictures beside them are masks, thumbnails
-/// or exports of those files (the phantoms' `mask-*.png`), not more images of the series.
-pub fn files_under(dir: &Path) -> anyhow::Result<(Vec<PathBuf>, usize)> {
-    let mut out = Vec::new();
-    let mut sidecars = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let (mut dicom, mut pictures) = (Vec::new(), Vec::new());
-        for e in std::fs::read_dir(&d).with_context(|| format!("cannot read {}", d.display()))? {
-            let p = e?.path();
-            if p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-            {
-                continue;
-            }
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|e| {
-                ["png", "jpg", "jpeg"]
-                    .iter()
-                    .any(|x| e.eq_ignore_ascii_case(x))
-            }) {
-                pictures.push(p);
-            } else if is_dicom(&p) {
-                dicom.push(p);
-            }
-        }
-        if dicom.is_empty() {
-            out.extend(pictures);
-        } else {
-            sidecars += pictures.len();
-            out.extend(dicom);
-        }
-    }
-    out.sort();
-    Ok((out, sidecars))
-}
-
-/// Image features of `files`, prepared and encoded `batch_size` at a time (so a large folder is never
-/// held decoded in memory at once), with the files they came from. A file that cannot be read as an
-/// image goes to `skip` with its error (which names the file); `skip` may end the run by returning one.
-pub fn encode_files(
-    engine: &Engine,
-    files: &[PathBuf],
-    frame: u32,
-    batch_size: usize,
-    mut skip: impl FnMut(radclip_clip::Error) -> anyhow::Result<()>,
-) -> anyhow::Result<(Vec<PathBuf>, Vec<Vec<f32>>)> {
-    let (mut paths, mut feats) = (Vec::new(), Vec::new());
-    for chunk in files.chunks(batch_size.max(1)) {
-        let mut prepared: Vec<Prepared> = Vec::new();
-        for f in chunk {
-            match prepare_file(engine, f, frame) {
-                Ok(p) => {
-                    prepared.push(p);
-                    paths.push(f.clone());
-                }
-                Err(e) => skip(e)?,
-            }
-        }
-        if prepared.is_empty() {
-            continue;
-        }
-        let refs: Vec<&Prepared> = prepared.iter().collect();
-        feats.extend(rows(&engine.encode_images(&refs, batch_size)?)?);
-    }
-    Ok((paths, feats))
 }
 
 fn rows(t: &candle_core::Tensor) -> anyhow::Result<Vec<Vec<f32>>> {

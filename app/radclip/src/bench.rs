@@ -540,17 +540,41 @@ pub fn clip(
     Ok(())
 }
 
-/// `radclip bench index`: exact top-k over `rows` random unit vectors of `dim` (seeded, so a run is
-/// repeatable), `queries` single-vector searches; with `--write`, the vectors and queries as raw
-/// little-endian f32 (for `tests/fixtures/bench_faiss.py`, which times FAISS on the same vectors).
-pub fn index(
-    rows: usize,
-    dim: usize,
-    queries: usize,
-    k: usize,
-    write: Option<&std::path::Path>,
-) -> anyhow::Result<()> {
+pub struct IndexBench {
+    pub rows: usize,
+    pub dim: usize,
+    pub intrinsic: usize,
+    pub queries: usize,
+    pub k: usize,
+    pub approximate: bool,
+    pub write: Option<std::path::PathBuf>,
+}
+
+fn vm_kb(field: &str) -> Option<u64> {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+}
+
+/// `radclip bench index`: exact top-k over `rows` seeded random vectors of `dim`, `queries`
+/// single-vector searches, first on the index built in memory (f32 rows), then on it saved and
+/// memory-mapped (f16 rows); with `approximate`, the HNSW graph's build time, and its recall@k and
+/// speed against the mapped exact scan at several search widths. With `write`, the vectors and
+/// queries as raw little-endian f32 (for `tests/fixtures/bench_faiss.py`).
+pub fn index(b: IndexBench) -> anyhow::Result<()> {
     use std::io::Write;
+    let IndexBench {
+        rows,
+        dim,
+        intrinsic,
+        queries,
+        k,
+        ..
+    } = b;
     let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut next = move || {
         // xorshift64*: uniform in [-1, 1).
@@ -560,7 +584,26 @@ pub fn index(
         let x = seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
         ((x >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     };
-    let mut out = match write {
+    // With `intrinsic` latents: a fixed random map of them (sums of uniforms, near Gaussian), plus
+    // noise of a tenth of the signal in every dimension.
+    let map: Vec<f32> = (0..dim * intrinsic).map(|_| next()).collect();
+    let mut z = vec![0f32; intrinsic];
+    let mut sample = |row: &mut [f32]| {
+        if intrinsic == 0 {
+            row.iter_mut().for_each(|x| *x = next());
+            return;
+        }
+        z.iter_mut()
+            .for_each(|x| *x = (0..4).map(|_| next()).sum::<f32>());
+        for (d, x) in row.iter_mut().enumerate() {
+            let m = map
+                .get(d * intrinsic..(d + 1) * intrinsic)
+                .unwrap_or_default();
+            let signal: f32 = m.iter().zip(&z).map(|(a, b)| a * b).sum();
+            *x = signal + 0.1 * (intrinsic as f32).sqrt() * next();
+        }
+    };
+    let mut out = match &b.write {
         Some(p) => Some(std::io::BufWriter::new(
             std::fs::File::create(p.with_extension("vectors.f32"))
                 .with_context(|| format!("cannot write beside {}", p.display()))?,
@@ -571,12 +614,12 @@ pub fn index(
     let mut index: radclip_index::Index<()> = radclip_index::Index::new(dim);
     let mut row = vec![0f32; dim];
     for _ in 0..rows {
-        row.iter_mut().for_each(|x| *x = next());
+        sample(&mut row);
         index.add(&row, ())?;
         if let Some(o) = &mut out {
             // The stored (normalised) row, so both sides search the same vectors.
             if let Some(r) = index.row(index.len() - 1) {
-                for x in r {
+                for x in r.iter() {
                     o.write_all(&x.to_le_bytes())?;
                 }
             }
@@ -584,9 +627,13 @@ pub fn index(
     }
     let build_ms = t.elapsed().as_secs_f64() * 1e3;
     let qs: Vec<Vec<f32>> = (0..queries)
-        .map(|_| (0..dim).map(|_| next()).collect())
+        .map(|_| {
+            let mut q = vec![0f32; dim];
+            sample(&mut q);
+            q
+        })
         .collect();
-    if let Some(p) = write {
+    if let Some(p) = &b.write {
         let mut f =
             std::io::BufWriter::new(std::fs::File::create(p.with_extension("queries.f32"))?);
         for q in &qs {
@@ -595,37 +642,97 @@ pub fn index(
             }
         }
     }
-    let mut times = Vec::new();
-    let mut top = Vec::new();
-    for q in &qs {
-        let t0 = Instant::now();
-        let hits = index.search(q, k)?;
-        times.push(t0.elapsed().as_secs_f64() * 1e3);
-        top.push(hits.iter().map(|h| h.position).collect::<Vec<_>>());
-    }
-    // All the queries in one call: the rows read once for all of them.
     let refs: Vec<&[f32]> = qs.iter().map(Vec::as_slice).collect();
+    let timed = |index: &radclip_index::Index<()>| -> anyhow::Result<_> {
+        let mut times = Vec::new();
+        let mut top = Vec::new();
+        for q in &qs {
+            let t0 = Instant::now();
+            let hits = index.search_exact(q, k)?;
+            times.push(t0.elapsed().as_secs_f64() * 1e3);
+            top.push(hits.iter().map(|h| h.position).collect::<Vec<_>>());
+        }
+        // All the queries in one call: the rows read once for all of them.
+        let t0 = Instant::now();
+        let batch = index.search_many(&refs, k)?;
+        let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
+        let batch_same = batch
+            .iter()
+            .zip(&top)
+            .all(|(b, t)| b.iter().map(|h| h.position).eq(t.iter().copied()));
+        Ok((times, top, batch_ms, batch_same))
+    };
+    let (times, top, batch_ms, batch_same) = timed(&index)?;
+    let rss_in_memory = vm_kb("VmRSS:").map(|k| k * 1024);
+    // Saved (f16 rows), the f32 index dropped, then searched memory-mapped.
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.idx");
     let t0 = Instant::now();
-    let batch = index.search_many(&refs, k)?;
-    let batch_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let batch_same = batch
+    index.save(&path)?;
+    let save_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let file_bytes = std::fs::metadata(&path)?.len();
+    drop(index);
+    let rss_dropped = vm_kb("VmRSS:").map(|k| k * 1024);
+    let t0 = Instant::now();
+    let mapped: radclip_index::Index<()> = radclip_index::Index::load(&path)?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let (mtimes, mtop, mbatch_ms, mbatch_same) = timed(&mapped)?;
+    let rss_mapped = vm_kb("VmRSS:").map(|k| k * 1024);
+    let same = top
         .iter()
-        .zip(&top)
-        .all(|(b, t)| b.iter().map(|h| h.position).eq(t.iter().copied()));
-    let rss_kb = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        });
+        .zip(&mtop)
+        .map(|(a, b)| a.iter().filter(|p| b.contains(p)).count())
+        .sum::<usize>();
+    let f16_agreement = same as f64 / (k * qs.len()).max(1) as f64;
+    let mut approximate = serde_json::Value::Null;
+    if b.approximate {
+        let mut graph = mapped;
+        let params = radclip_index::Approximate::default();
+        let t0 = Instant::now();
+        graph.build_approximate(params)?;
+        let graph_build_s = t0.elapsed().as_secs();
+        let t0 = Instant::now();
+        graph.save(&path)?;
+        let graph_save_ms = t0.elapsed().as_secs_f64() * 1e3;
+        drop(graph);
+        let mut graph: radclip_index::Index<()> = radclip_index::Index::load(&path)?;
+        let mut widths = Vec::new();
+        for ef in [16usize, 32, 64, 128, 256] {
+            graph.set_expansion_search(ef);
+            let (mut found, mut at) = (0usize, Vec::new());
+            for (q, exact) in qs.iter().zip(&mtop) {
+                let t0 = Instant::now();
+                let hits = graph.search(q, k)?;
+                at.push(t0.elapsed().as_secs_f64() * 1e3);
+                found += hits.iter().filter(|h| exact.contains(&h.position)).count();
+            }
+            let ms = median(at);
+            widths.push(
+                serde_json::json!({"expansion_search": ef, "search_median_ms": ms,
+                "recall_at_k": found as f64 / (k * qs.len()).max(1) as f64,
+                "speed_over_exact": median(mtimes.clone()) / ms.max(1e-9)}),
+            );
+        }
+        approximate = serde_json::json!({"params": params, "build_s": graph_build_s,
+            "save_ms": graph_save_ms, "file_bytes": std::fs::metadata(&path)?.len(),
+            "widths": widths, "peak_rss_bytes": vm_kb("VmHWM:").map(|k| k * 1024)});
+    }
     println!(
         "{}",
-        serde_json::json!({"bench": "index_exact", "rows": rows, "dim": dim, "k": k,
+        serde_json::json!({"bench": "index_exact", "rows": rows, "dim": dim,
+            "intrinsic": intrinsic, "k": k,
             "threads": rayon::current_num_threads(), "build_ms": build_ms,
             "search_median_ms": median(times.clone()), "search_ms": times,
             "batch_of_queries_ms": batch_ms, "batch_same_as_single": batch_same,
-            "vector_bytes": rows * dim * 4, "peak_rss_bytes": rss_kb.map(|k| k * 1024),
+            "vector_bytes": rows * dim * 4, "rss_in_memory_bytes": rss_in_memory,
+            "mapped": {"save_ms": save_ms, "load_ms": load_ms,
+                "file_bytes": file_bytes,
+                "search_median_ms": median(mtimes), "batch_of_queries_ms": mbatch_ms,
+                "batch_same_as_single": mbatch_same,
+                "top_k_agreement_with_f32": f16_agreement,
+                "rss_before_load_bytes": rss_dropped, "rss_after_search_bytes": rss_mapped},
+            "approximate": approximate,
+            "peak_rss_bytes": vm_kb("VmHWM:").map(|k| k * 1024),
             "top": top})
     );
     Ok(())

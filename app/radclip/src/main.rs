@@ -138,6 +138,9 @@ enum Command {
         frame: u32,
         #[arg(long, default_value_t = 8)]
         batch_size: usize,
+        /// An HNSW graph for approximate search: auto (from 100,000 entries), always or never.
+        #[arg(long, default_value = "auto")]
+        graph: String,
         #[arg(long)]
         json: bool,
     },
@@ -157,6 +160,10 @@ enum Command {
         only: String,
         #[arg(long, default_value_t = 0)]
         frame: u32,
+        /// Scan every entry even when the index has an HNSW graph, and report the graph's recall
+        /// against that exact list.
+        #[arg(long)]
+        exact: bool,
         #[arg(long)]
         json: bool,
     },
@@ -373,17 +380,25 @@ enum BenchWhat {
         #[arg(long, default_value = "cpu")]
         device: String,
     },
-    /// Exact top-k over random unit vectors: build and search times, peak memory; --write also writes the
-    /// vectors and queries (PATH.vectors.f32, PATH.queries.f32) for tests/fixtures/bench_faiss.py.
+    /// Exact top-k over random unit vectors, in memory (f32) and saved then memory-mapped (f16): build
+    /// and search times, memory; --approximate also builds the HNSW graph and measures its recall@k
+    /// against the exact scan. --write also writes the vectors and queries (PATH.vectors.f32,
+    /// PATH.queries.f32) for tests/fixtures/bench_faiss.py.
     Index {
         #[arg(long, default_value_t = 1_000_000)]
         rows: usize,
         #[arg(long, default_value_t = 512)]
         dim: usize,
+        /// Vectors of this many intrinsic dimensions (a random linear map of Gaussian latents, plus
+        /// noise), like real embeddings; 0: uniform noise in all `dim` dimensions.
+        #[arg(long, default_value_t = 0)]
+        intrinsic: usize,
         #[arg(long, default_value_t = 20)]
         queries: usize,
         #[arg(short = 'k', long, default_value_t = 10)]
         k: usize,
+        #[arg(long)]
+        approximate: bool,
         #[arg(long)]
         write: Option<PathBuf>,
     },
@@ -541,6 +556,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             out,
             frame,
             batch_size,
+            graph,
             json,
         }) => store::index(
             &model.args(),
@@ -549,6 +565,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 out,
                 frame,
                 batch_size,
+                graph,
                 json,
             },
         ),
@@ -560,6 +577,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             k,
             only,
             frame,
+            exact,
             json,
         }) => store::search(
             &model.args(),
@@ -570,6 +588,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 k,
                 only,
                 frame,
+                exact,
                 json,
             },
         ),
@@ -669,10 +688,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             BenchWhat::Index {
                 rows,
                 dim,
+                intrinsic,
                 queries,
                 k,
+                approximate,
                 write,
-            } => bench::index(rows, dim, queries, k, write.as_deref()),
+            } => bench::index(bench::IndexBench {
+                rows,
+                dim,
+                intrinsic,
+                queries,
+                k,
+                approximate,
+                write,
+            }),
         },
         None => {
             let paths = match cli.path {
