@@ -139,6 +139,16 @@ pub enum AiEvent {
         overlay: Overlay,
         ms: f64,
     },
+    /// The similar-cases index is loaded: how many images it holds.
+    CasesReady {
+        images: usize,
+    },
+    CasesFailed(String),
+    /// The indexed images nearest to a frame, best first (the frame's own file left out).
+    Cases {
+        key: FrameKey,
+        cases: Vec<CaseHit>,
+    },
     /// The model does not read this frame (e.g. another modality); why, in a sentence.
     NotApplicable {
         key: FrameKey,
@@ -150,8 +160,23 @@ pub enum AiEvent {
     },
 }
 
+/// One similar case: the indexed file, its cosine to the frame, and a small picture of it.
+#[derive(Debug, Clone)]
+pub struct CaseHit {
+    pub source: std::path::PathBuf,
+    pub score: f32,
+    /// RGBA, `THUMB_SIDE` on its longer side; `None` if the file could not be read again.
+    pub thumb: Option<Overlay>,
+}
+
+/// The most similar cases shown, and the longer side of their pictures.
+pub const CASES: usize = 4;
+const THUMB_SIDE: usize = 96;
+
 enum Request {
     Analyze(AiFrame),
+    /// An index of images (made by [`radclip_assist::store::build`]) to list similar cases from.
+    Cases(std::path::PathBuf),
     /// Another similar-reports library in place of the one there is.
     Library(LibrarySource),
     Attention(FrameKey),
@@ -195,6 +220,11 @@ impl AiWorker {
         let _ = self.tx.send(Request::Library(source));
     }
 
+    /// Lists similar cases from the index at `path` (made with this model), for this and later frames.
+    pub fn cases(&self, path: std::path::PathBuf) {
+        let _ = self.tx.send(Request::Cases(path));
+    }
+
     /// Every layer's and head's attention from the class token, for the frame read last.
     pub fn attention(&self, key: FrameKey) {
         let _ = self.tx.send(Request::Attention(key));
@@ -236,6 +266,9 @@ struct State {
     bank: Option<radclip_assist::draft::SentenceBank>,
     /// The model's provenance, to check that an index was made with its weights.
     provenance: Option<Box<radclip_assist::ModelProvenance>>,
+    /// The similar-cases index, and the pictures of cases already shown (by file).
+    cases: Option<radclip_assist::store::Store>,
+    thumbs: std::collections::HashMap<std::path::PathBuf, Option<Overlay>>,
 }
 
 fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wake: impl Fn()) {
@@ -295,6 +328,8 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
         current_scores: Vec::new(),
         bank: None,
         provenance: provenance_for_index,
+        cases: None,
+        thumbs: Default::default(),
     };
     if let Some(source) = setup.library {
         state.set_library(source, &send);
@@ -326,6 +361,7 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
                 }
                 Request::Attention(key) => attention = Some(key),
                 Request::Library(source) => state.set_library(source, &send),
+                Request::Cases(path) => state.set_cases(&path, &send),
                 Request::Heatmap {
                     key,
                     prompt,
@@ -393,6 +429,35 @@ fn read_library(
     Ok(Some(reports))
 }
 
+/// A small RGBA picture of an indexed image, rendered as the model reads it.
+fn thumbnail(path: &std::path::Path, window: &radclip_clip::card::WindowSpec) -> Option<Overlay> {
+    let rgb = radclip_assist::frame::load_image(path, 0, window)
+        .inspect_err(|e| tracing::debug!("no picture of a case: {e}"))
+        .ok()?;
+    let scale = (THUMB_SIDE as f64 / rgb.width.max(rgb.height).max(1) as f64).min(1.0);
+    let (w, h) = (
+        ((rgb.width as f64 * scale).round() as usize).max(1),
+        ((rgb.height as f64 * scale).round() as usize).max(1),
+    );
+    let mut rgba = vec![255u8; w * h * 4];
+    for y in 0..h {
+        for x in 0..w {
+            let sx = (((x as f64 + 0.5) / scale) as usize).min(rgb.width.saturating_sub(1));
+            let sy = (((y as f64 + 0.5) / scale) as usize).min(rgb.height.saturating_sub(1));
+            let i = (sy * rgb.width + sx) * 3;
+            let o = (y * w + x) * 4;
+            if let (Some(src), Some(dst)) = (rgb.data.get(i..i + 3), rgba.get_mut(o..o + 3)) {
+                dst.copy_from_slice(src);
+            }
+        }
+    }
+    Some(Overlay {
+        width: w,
+        height: h,
+        rgba,
+    })
+}
+
 /// Reports embedded per step (one padded batch of thousands would be mostly padding, and a request
 /// waits for at most one step).
 const LIBRARY_BATCH: usize = 64;
@@ -421,13 +486,14 @@ impl State {
         });
         self.library = Some(library);
         self.make_bank();
-        if let Some((key, encoded)) = &self.current
-            && let Err(e) = self.send_listings(key, &encoded.features, send)
-        {
-            send(AiEvent::Failed {
-                key: key.clone(),
-                message: e,
-            });
+        if let Some((key, encoded)) = self.current.take() {
+            if let Err(e) = self.send_listings(&key, &encoded.features, send) {
+                send(AiEvent::Failed {
+                    key: key.clone(),
+                    message: e,
+                });
+            }
+            self.current = Some((key, encoded));
         }
     }
 
@@ -460,6 +526,90 @@ impl State {
         }
     }
 
+    /// Loads the similar-cases index at `path`; the frame read last gets its cases.
+    fn set_cases(&mut self, path: &std::path::Path, send: &impl Fn(AiEvent)) {
+        self.cases = None;
+        if !self
+            .provenance
+            .as_deref()
+            .is_some_and(|m| radclip_assist::store::made_by(path, m))
+        {
+            send(AiEvent::CasesFailed(
+                "The cases were not indexed with this model's weights.".into(),
+            ));
+            return;
+        }
+        match radclip_assist::store::Store::load(path) {
+            Ok(store) => {
+                let images = store.items().iter().filter(|e| !e.is_report()).count();
+                self.cases = Some(store);
+                send(AiEvent::CasesReady { images });
+                if let Some((key, encoded)) = self.current.take() {
+                    let q = encoded
+                        .features
+                        .to_dtype(candle_core::DType::F32)
+                        .and_then(|t| t.to_vec1::<f32>());
+                    let sent = match q {
+                        Ok(q) => self.send_cases(&key, &q, send),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    if let Err(message) = sent {
+                        send(AiEvent::Failed {
+                            key: key.clone(),
+                            message,
+                        });
+                    }
+                    self.current = Some((key, encoded));
+                }
+            }
+            Err(e) => send(AiEvent::CasesFailed(format!(
+                "The cases index could not be read: {e}"
+            ))),
+        }
+    }
+
+    /// The indexed images nearest to features `q`, with their pictures, sent for `key`.
+    fn send_cases(
+        &mut self,
+        key: &FrameKey,
+        q: &[f32],
+        send: &impl Fn(AiEvent),
+    ) -> Result<(), String> {
+        let Some(store) = &self.cases else {
+            return Ok(());
+        };
+        // The frame's own file, when it is in the index, is not a similar case of itself.
+        let own = std::path::Path::new(&*key.path);
+        let hits = store
+            .search_filtered(q, CASES + 1, |e| {
+                !e.is_report() && std::path::Path::new(&e.source) != own
+            })
+            .map_err(|e| e.to_string())?;
+        let window = self.engine.card.preprocess.window.clone();
+        let cases = hits
+            .into_iter()
+            .take(CASES)
+            .map(|h| {
+                let source = std::path::PathBuf::from(&h.item.source);
+                let thumb = self
+                    .thumbs
+                    .entry(source.clone())
+                    .or_insert_with(|| thumbnail(&source, &window))
+                    .clone();
+                CaseHit {
+                    source,
+                    score: h.score,
+                    thumb,
+                }
+            })
+            .collect();
+        send(AiEvent::Cases {
+            key: key.clone(),
+            cases,
+        });
+        Ok(())
+    }
+
     /// The complete library's sentences, read and embedded for drafts (none without report words).
     fn make_bank(&mut self) {
         let (Some(lib), Some(words)) = (
@@ -479,18 +629,19 @@ impl State {
     /// [`radclip_assist::Listing::Shown`] says (and `radclip eval` measures), then the draft from its
     /// sentences, each sent for `key` when there is a library.
     fn send_listings(
-        &self,
+        &mut self,
         key: &FrameKey,
         features: &candle_core::Tensor,
         send: &impl Fn(AiEvent),
     ) -> Result<(), String> {
-        let Some(lib) = &self.library else {
-            return Ok(());
-        };
         let q = features
             .to_dtype(candle_core::DType::F32)
             .and_then(|t| t.to_vec1::<f32>())
             .map_err(|e| e.to_string())?;
+        self.send_cases(key, &q, send)?;
+        let Some(lib) = &self.library else {
+            return Ok(());
+        };
         let reports = lib
             .similar(&q, &self.current_sides, SIMILAR)
             .map_err(|e| e.to_string())?;

@@ -104,12 +104,18 @@ pub struct AiPanel {
     pub draft_text: Option<(FrameKey, String)>,
     /// The attention inspector's window.
     pub attention: crate::attention_panel::AttentionInspector,
+    /// Similar cases from a folder the user indexes.
+    pub cases: crate::cases_panel::SimilarCases,
+    /// The model and device, for the thread that indexes cases.
+    model: String,
+    device: String,
 }
 
 impl AiPanel {
     pub fn start(setup: AiSetup, ctx: &egui::Context) -> std::io::Result<Self> {
         let waker = ctx.clone();
         let has_library = setup.library.is_some();
+        let (model, device) = (setup.model.clone(), setup.device.clone());
         let worker = AiWorker::start(setup, move || waker.request_repaint())?;
         Ok(AiPanel {
             worker,
@@ -141,11 +147,23 @@ impl AiPanel {
             finding_prompts: Vec::new(),
             draft_text: None,
             attention: Default::default(),
+            cases: Default::default(),
+            model,
+            device,
         })
+    }
+
+    /// Indexes the images of `folder` as similar cases, in the background.
+    pub fn index_cases(&mut self, folder: std::path::PathBuf, ctx: &egui::Context) {
+        self.cases
+            .index_folder(&self.model, &self.device, folder, ctx);
     }
 
     /// Takes the worker's results.
     pub fn poll(&mut self, ctx: &egui::Context) {
+        if let Some(index) = self.cases.poll() {
+            self.worker.cases(index);
+        }
         for e in self.worker.poll() {
             match e {
                 AiEvent::Ready {
@@ -211,6 +229,11 @@ impl AiPanel {
                     }
                     self.analysis_for(&key).draft = Some(draft);
                 }
+                AiEvent::CasesReady { images } => self.cases.ready(images),
+                AiEvent::CasesFailed(m) => {
+                    self.cases.status = crate::cases_panel::CasesStatus::Failed(m)
+                }
+                AiEvent::Cases { key, cases } => self.cases.receive(ctx, key, cases),
                 AiEvent::NotApplicable { key, reason } => {
                     self.analysis_for(&key).not_applicable = Some(reason)
                 }
@@ -640,6 +663,7 @@ impl AiPanel {
         if let (Some(draft), Some(c)) = (&a.draft, current) {
             self.draft_ui(ui, draft, c);
         }
+        self.cases.ui(ui, current);
     }
 
     /// The drafted report: editable and copyable; each source sentence listed with its report and

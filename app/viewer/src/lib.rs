@@ -6,6 +6,7 @@ pub mod ai;
 pub mod ai_panel;
 pub mod app;
 pub mod attention_panel;
+pub mod cases_panel;
 pub mod gpu;
 pub mod labels;
 pub mod state;

@@ -611,3 +611,105 @@ fn an_archive_chosen_later_replaces_the_library() {
         std::thread::sleep(Duration::from_millis(5));
     }
 }
+
+#[test]
+fn similar_cases_from_an_indexed_folder_open_beside_the_image() {
+    use radclip_viewer::cases_panel::CasesStatus;
+    let tmp = tempfile::tempdir().unwrap();
+    // A fixed folder name: the panel names it, and the snapshot shows the panel.
+    let cases = tmp.path().join("cases");
+    for i in 0..10 {
+        radclip_phantom::write_cxr_study(&cases, 1000, i, 256).unwrap();
+    }
+    let mut h = harness_with(demo_setup(50));
+    step_until(&mut h, "the first findings", |app| {
+        top_finding(app).is_some()
+    });
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .ai
+        .as_mut()
+        .unwrap()
+        .index_cases(cases.clone(), &ctx);
+    step_until(&mut h, "the cases of the image on screen", |app| {
+        let ai = app.ai.as_ref().unwrap();
+        matches!(ai.cases.status, CasesStatus::Ready { images: 10, .. })
+            && ai
+                .cases
+                .shown
+                .as_ref()
+                .is_some_and(|(k, c)| Some(k) == current_key(app).as_ref() && !c.is_empty())
+    });
+    let (key, shown) = {
+        let ai = h.state().ai.as_ref().unwrap();
+        let (k, c) = ai.cases.shown.as_ref().unwrap();
+        let list: Vec<(PathBuf, f32, bool)> = c
+            .iter()
+            .map(|c| (c.hit.source.clone(), c.hit.score, c.texture.is_some()))
+            .collect();
+        (k.clone(), list)
+    };
+    assert_eq!(shown.len(), radclip_viewer::ai::CASES);
+    assert!(shown.windows(2).all(|w| w[0].1 >= w[1].1), "{shown:?}");
+    assert!(
+        shown.iter().all(|(p, _, pictured)| p.starts_with(&cases)
+            && *pictured
+            && p.as_path() != &*key.path)
+    );
+    // The index went to radclip's cache, nothing beside the cases.
+    let beside: Vec<_> = walk_files(&cases)
+        .into_iter()
+        .filter(|p| {
+            p.extension().is_some_and(|e| {
+                e == "idx" || e == "json" && p.to_string_lossy().contains("provenance")
+            })
+        })
+        .collect();
+    assert!(beside.is_empty(), "{beside:?}");
+    // The section is below the fold of the panel: scrolled to, then clicked.
+    h.get_by_label("Similar case 1").scroll_to_me();
+    h.run();
+    h.get_by_label("Similar case 1").click();
+    step_until(&mut h, "the case beside the image", |app| {
+        app.layout == radclip_viewer::state::Layout::OneByTwo
+            && app
+                .viewports
+                .get(1)
+                .and_then(|v| v.series)
+                .is_some_and(|s| {
+                    app.series[s]
+                        .series
+                        .instances
+                        .iter()
+                        .any(|i| *i.path == *shown[0].0)
+                })
+    });
+    assert_eq!(
+        current_key(h.state()).unwrap(),
+        key,
+        "the image on screen stays on the left"
+    );
+    step_until(&mut h, "a still panel", |app| {
+        let ai = app.ai.as_ref().unwrap();
+        ai.analysis
+            .as_ref()
+            .is_some_and(|(k, a)| *k == key && a.similar.is_some() && a.draft.is_some())
+            && app.is_idle()
+    });
+    h.get_by_label("Similar case 1").scroll_to_me();
+    h.run();
+    h.snapshot("similar_cases");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(walk_files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

@@ -62,6 +62,9 @@ pub struct ViewerApp {
     dialog_rx: Option<Receiver<Option<PathBuf>>>,
     /// A report archive or index chosen in the File menu, for the AI panel's library.
     archive_rx: Option<Receiver<Option<PathBuf>>>,
+    /// A folder of cases chosen for "Similar cases", and a case being read to show beside the image.
+    cases_rx: Option<Receiver<Option<PathBuf>>>,
+    beside_rx: Option<Receiver<Result<StudyTree, String>>>,
     shown: HashMap<usize, ShownTexture>,
     thumbs: HashMap<usize, TextureHandle>,
     drag: Option<Drag>,
@@ -142,6 +145,8 @@ impl ViewerApp {
             scan_rx: None,
             dialog_rx: None,
             archive_rx: None,
+            cases_rx: None,
+            beside_rx: None,
             shown: HashMap::new(),
             thumbs: HashMap::new(),
             drag: None,
@@ -166,6 +171,7 @@ impl ViewerApp {
     pub fn is_settled(&self) -> bool {
         self.scan_rx.is_none()
             && self.seg_rx.is_none()
+            && self.beside_rx.is_none()
             && self.viewports.iter().all(|v| match self.frame_key(v) {
                 Some(k) => {
                     self.loader.cache().contains(&k)
@@ -221,6 +227,19 @@ impl ViewerApp {
                 ai.poll(&ctx);
                 ai.sync(current);
             }
+        }
+        let (wants_folder, open_case) = match &mut self.ai {
+            Some(ai) => (
+                std::mem::take(&mut ai.cases.wants_folder),
+                ai.cases.open_request.take(),
+            ),
+            None => (false, None),
+        };
+        if wants_folder {
+            self.pick_cases(&ctx);
+        }
+        if let Some(p) = open_case {
+            self.open_beside(&ctx, p);
         }
         self.handle_dropped_files(&ctx);
         self.handle_keys(&ctx);

@@ -10,7 +10,7 @@ use radclip_dicom::{self as dicom, LoadEvent, StudyTree};
 
 use super::{SeriesEntry, ViewerApp};
 use crate::actions::Action;
-use crate::state::Viewport;
+use crate::state::{Layout, Viewport};
 
 impl ViewerApp {
     /// Starts scanning a file, folder or DICOMDIR on a worker thread.
@@ -66,20 +66,7 @@ impl ViewerApp {
         self.series.clear();
         self.shown.clear();
         self.thumbs.clear();
-        for p in &tree.patients {
-            for st in &p.studies {
-                for se in st.series.iter().filter(|s| s.is_image()) {
-                    self.series.push(SeriesEntry {
-                        series: Arc::new(se.clone()),
-                        patient_name: p.name.replace('^', " ").trim().to_string(),
-                        patient_id: p.id.clone(),
-                        birth_date: p.birth_date.clone().unwrap_or_default(),
-                        study_date: st.date.clone().unwrap_or_default(),
-                        study_description: st.description.clone(),
-                    });
-                }
-            }
-        }
+        self.series = series_entries(&tree);
         self.read_segmentations(ctx, &tree);
         self.problems = tree.problems;
         let n_series = self.series.len();
@@ -208,6 +195,23 @@ impl ViewerApp {
                 ai.set_library(p);
             }
         }
+        if let Some(rx) = &self.cases_rx
+            && let Ok(choice) = rx.try_recv()
+        {
+            self.cases_rx = None;
+            if let (Some(p), Some(ai)) = (choice, &mut self.ai) {
+                ai.index_cases(p, ctx);
+            }
+        }
+        if let Some(rx) = &self.beside_rx
+            && let Ok(r) = rx.try_recv()
+        {
+            self.beside_rx = None;
+            match r {
+                Ok(tree) => self.add_beside(tree),
+                Err(e) => self.status = format!("Could not open the case: {e}"),
+            }
+        }
         if let Some(rx) = &self.dialog_rx
             && let Ok(choice) = rx.try_recv()
         {
@@ -245,6 +249,55 @@ impl ViewerApp {
         .ok();
     }
 
+    /// Asks for a folder of cases to index for "Similar cases", in a dialog off the GUI thread.
+    pub(super) fn pick_cases(&mut self, ctx: &egui::Context) {
+        self.cases_rx = spawn_job("radclip-dialog", ctx, move || {
+            rfd::FileDialog::new()
+                .set_title("Folder of cases")
+                .pick_folder()
+        })
+        .ok();
+    }
+
+    /// Reads `path` (a similar case) on a worker and shows it beside the image on screen, in a 1×2
+    /// layout; the studies already open stay.
+    pub fn open_beside(&mut self, ctx: &egui::Context, path: PathBuf) {
+        match spawn_job("radclip-scan", ctx, move || {
+            dicom::scan(&path).map_err(|e| e.to_string())
+        }) {
+            Ok(rx) => {
+                self.beside_rx = Some(rx);
+                self.status = "Reading the case…".into();
+            }
+            Err(e) => self.status = format!("Could not start reading: {e}"),
+        }
+    }
+
+    /// Adds a case's image series to those open and shows the first beside the active viewport.
+    fn add_beside(&mut self, tree: StudyTree) {
+        let first = self.series.len();
+        self.series.extend(series_entries(&tree));
+        if self.series.len() == first {
+            self.status = "The case has no images to show.".into();
+            return;
+        }
+        // Maps side by side keep both viewports on one image; a case beside it ends that comparison.
+        if let Some(ai) = &mut self.ai {
+            ai.compare = None;
+        }
+        let on_screen = self.viewports.get(self.active).cloned();
+        if self.layout.count() < 2 {
+            self.set_layout(Layout::OneByTwo);
+        }
+        // The image on screen goes to the left, the case to the right.
+        if let (Some(v), Some(left)) = (on_screen, self.viewports.get_mut(0)) {
+            *left = v;
+        }
+        self.show_series_in(1, first);
+        self.active = 0;
+        self.status = "The similar case is on the right.".into();
+    }
+
     pub(super) fn pick(&mut self, ctx: &egui::Context, folder: bool) {
         // The dialog blocks its thread, so it runs off the GUI thread.
         self.dialog_rx = spawn_job("radclip-dialog", ctx, move || {
@@ -257,6 +310,26 @@ impl ViewerApp {
         })
         .ok();
     }
+}
+
+/// The image series of a tree, with their patient and study context.
+fn series_entries(tree: &StudyTree) -> Vec<SeriesEntry> {
+    let mut out = Vec::new();
+    for p in &tree.patients {
+        for st in &p.studies {
+            for se in st.series.iter().filter(|s| s.is_image()) {
+                out.push(SeriesEntry {
+                    series: Arc::new(se.clone()),
+                    patient_name: p.name.replace('^', " ").trim().to_string(),
+                    patient_id: p.id.clone(),
+                    birth_date: p.birth_date.clone().unwrap_or_default(),
+                    study_date: st.date.clone().unwrap_or_default(),
+                    study_description: st.description.clone(),
+                });
+            }
+        }
+    }
+    out
 }
 
 /// Runs `job` on a thread of its own (named for profiles) and wakes the GUI when its result is in the
