@@ -1,6 +1,7 @@
 //! A user's own report archive, read as library reports: a folder (searched recursively) of plain-text
-//! reports (`.txt`), Open-i / IU X-ray XML files (`.xml`), or CSV files (`.csv`) with one report per row in
-//! a text column; or one such file. Nothing is written next to the archive.
+//! reports (`.txt`), Open-i / IU X-ray XML files (`.xml`), CSV files (`.csv`) with one report per row in
+//! a text column, or DICOM Structured Reports (their text, by heading); or one such file. Nothing is
+//! written next to the archive.
 
 use std::path::{Path, PathBuf};
 
@@ -15,8 +16,10 @@ pub enum ArchiveError {
     },
     #[error("{path}: {message}")]
     Csv { path: PathBuf, message: String },
-    #[error("{path} is not a folder of reports, nor a .txt, .xml or .csv file")]
+    #[error("{path} is not a folder of reports, nor a .txt, .xml, .csv or DICOM SR file")]
     Unknown { path: PathBuf },
+    #[error("{0}")]
+    Sr(#[from] radclip_dicom::Error),
 }
 
 /// A report of the archive and where it came from (a file, or a file and a CSV row: "a.csv#12").
@@ -91,7 +94,7 @@ pub fn read_reports(path: &Path) -> Result<Vec<ArchiveReport>, ArchiveError> {
     let mut files = Vec::new();
     if path.is_dir() {
         walk(path, &mut files)?;
-    } else if kind(path).is_some() {
+    } else if kind_of_file(path).is_some() {
         files.push(path.to_path_buf());
     } else {
         return Err(ArchiveError::Unknown {
@@ -99,22 +102,43 @@ pub fn read_reports(path: &Path) -> Result<Vec<ArchiveReport>, ArchiveError> {
         });
     }
     files.sort();
-    let mut out = Vec::new();
+    let (mut out, mut srs) = (Vec::new(), Vec::new());
     for f in files {
         let name = f.display().to_string();
-        match kind(&f) {
+        match kind_of_file(&f) {
             Some(Kind::Text) => out.extend(from_text(&name, &read(&f)?)),
             Some(Kind::OpenI) => out.extend(from_open_i(&name, &read(&f)?)),
             Some(Kind::Csv) => out.extend(from_csv(&f)?),
+            Some(Kind::Sr) => {
+                let doc = radclip_dicom::sr::SrDocument::read(&f)?;
+                srs.extend(from_text(&name, &doc.text()));
+            }
             None => {}
         }
     }
-    Ok(out)
+    Ok(with_srs(out, srs))
 }
 
-/// Whether `path` is a report archive file by its name (.txt, .xml or .csv).
+/// The reports and the SRs, less each plain-text report that repeats an SR of its folder (the same
+/// findings and impression): a text export kept beside its structured report is one report, not two.
+fn with_srs(reports: Vec<ArchiveReport>, srs: Vec<ArchiveReport>) -> Vec<ArchiveReport> {
+    let folder = |r: &ArchiveReport| Path::new(&r.source).parent().map(Path::to_path_buf);
+    let same = |a: &ArchiveReport, b: &ArchiveReport| {
+        folder(a) == folder(b)
+            && a.report.embedded.trim() == b.report.embedded.trim()
+            && a.report.summary.trim() == b.report.summary.trim()
+    };
+    let mut out: Vec<ArchiveReport> = reports
+        .into_iter()
+        .filter(|r| !srs.iter().any(|s| same(r, s)))
+        .collect();
+    out.extend(srs);
+    out
+}
+
+/// Whether `path` is a report archive file: .txt, .xml or .csv by its name, or a DICOM SR.
 pub fn is_archive_file(path: &Path) -> bool {
-    kind(path).is_some()
+    kind_of_file(path).is_some()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,6 +146,22 @@ enum Kind {
     Text,
     OpenI,
     Csv,
+    /// A DICOM Structured Report.
+    Sr,
+}
+
+/// [`kind`] by name, else a DICOM file whose header says it is a Structured Report.
+fn kind_of_file(p: &Path) -> Option<Kind> {
+    kind(p).or_else(|| {
+        let hidden = p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+        (!hidden
+            && p.is_file()
+            && radclip_dicom::study::looks_like_dicom(p)
+            && radclip_dicom::sr::is_sr_file(p))
+        .then_some(Kind::Sr)
+    })
 }
 
 fn kind(p: &Path) -> Option<Kind> {
@@ -160,7 +200,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ArchiveError> {
             .is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if p.is_dir() && !hidden {
             walk(&p, out)?;
-        } else if kind(&p).is_some() {
+        } else if kind_of_file(&p).is_some() {
             out.push(p);
         }
     }

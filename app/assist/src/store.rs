@@ -178,7 +178,7 @@ pub fn build(
     let (reports, image_files) = gather(inputs, labeler.as_ref())?;
     if reports.is_empty() && image_files.is_empty() {
         return Err(crate::AssistError::Input(
-            "no reports (.txt, .xml, .csv) or images (DICOM, PNG, JPEG) to index".into(),
+            "no reports (.txt, .xml, .csv, DICOM SR) or images (DICOM, PNG, JPEG) to index".into(),
         ));
     }
     let model = crate::provenance::model_provenance(engine)?;

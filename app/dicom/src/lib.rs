@@ -14,6 +14,7 @@ pub mod pixel;
 pub mod render;
 mod rle;
 pub mod seg;
+pub mod sr;
 pub mod study;
 
 pub use error::{Error, Result};

@@ -33,8 +33,8 @@ struct Cli {
     #[arg(long, default_value = "auto", value_name = "DEVICE")]
     device: String,
     /// The AI panel's similar-reports library, for any model: a report archive (a folder of .txt,
-    /// Open-i .xml or .csv reports, or such a file) or an index made by `radclip index` (default: the
-    /// demo model's synthetic archive).
+    /// Open-i .xml, .csv or DICOM SR reports, or such a file) or an index made by `radclip index`
+    /// (default: the demo model's synthetic archive).
     #[arg(long, value_name = "ARCHIVE")]
     reports: Option<PathBuf>,
     #[command(subcommand)]
@@ -125,8 +125,9 @@ enum Command {
         #[arg(long)]
         refine: bool,
     },
-    /// Embed reports (a folder of .txt, Open-i .xml or .csv files, or such a file) and images (DICOM,
-    /// PNG/JPEG) into one index file; run again on a grown folder, only new or changed items are embedded.
+    /// Embed reports (a folder of .txt, Open-i .xml, .csv or DICOM SR files, or such a file) and images
+    /// (DICOM, PNG/JPEG) into one index file; run again on a grown folder, only new or changed items are
+    /// embedded.
     Index {
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
@@ -174,7 +175,8 @@ enum Command {
         file: PathBuf,
         #[command(flatten)]
         model: ModelOpt,
-        /// A report archive (folder or .txt/.xml/.csv file); default: the demo model's synthetic archive.
+        /// A report archive (folder or .txt/.xml/.csv/SR file); default: the demo model's synthetic
+        /// archive.
         #[arg(long)]
         reports: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]

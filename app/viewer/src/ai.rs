@@ -36,14 +36,9 @@ pub enum LibrarySource {
     Path(std::path::PathBuf),
 }
 
-/// Whether `p` names an index file rather than an archive.
+/// Whether `p` names an index file rather than an archive (a .txt, .xml, .csv or DICOM SR file).
 fn is_index_file(p: &std::path::Path) -> bool {
-    p.is_file()
-        && !p.extension().is_some_and(|e| {
-            ["txt", "xml", "csv"]
-                .iter()
-                .any(|x| e.eq_ignore_ascii_case(x))
-        })
+    p.is_file() && !radclip_assist::archive::is_archive_file(p)
 }
 
 /// A frame to read, with what the model card may need from the viewer.
