@@ -1,7 +1,8 @@
 //! The attention inspector's data: for the image on screen, every layer's and head's attention from one
 //! token (the class token, or a patch the user points at) to the patch grid, as the vision tower computed
-//! it (softmax probabilities, nothing rescaled), plus the per-layer mean over heads. Works for every
-//! tower radclip loads: HF CLIP ViTs and timm ViTs (BiomedCLIP) both put the class token first.
+//! it (softmax probabilities, nothing rescaled), plus the per-layer mean over heads and the attention
+//! rollout through each layer. Works for every tower radclip loads: HF CLIP ViTs and timm ViTs
+//! (BiomedCLIP) both put the class token first.
 
 use radclip_clip::heatmap::{EncodedImage, npy_f32, turbo};
 use radclip_clip::preprocess::Rgb8;
@@ -38,6 +39,8 @@ pub struct AttentionMaps {
     pub grid: (usize, usize),
     pub query: Query,
     pub values: Vec<f32>,
+    /// Attention rollout from the same token through each layer, [layers, rows, columns].
+    pub rollout: Vec<f32>,
 }
 
 impl AttentionMaps {
@@ -56,6 +59,10 @@ impl AttentionMaps {
         };
         let mut values = Vec::new();
         let mut heads = 0;
+        let rollout = radclip_clip::heatmap::rollout_rows(&encoded.attentions, q)?
+            .into_iter()
+            .flatten()
+            .collect();
         for (layer, att) in encoded.attentions.iter().enumerate() {
             let (_, h, n, _) = att.dims4()?;
             if n != patches + 1 {
@@ -81,7 +88,16 @@ impl AttentionMaps {
             grid: (gh, gw),
             query,
             values,
+            rollout,
         })
+    }
+
+    /// The rollout map through `layer` (rows × columns).
+    pub fn rollout(&self, layer: usize) -> Option<&[f32]> {
+        let n = self.grid.0 * self.grid.1;
+        (layer < self.layers)
+            .then(|| self.rollout.get(layer * n..(layer + 1) * n))
+            .flatten()
     }
 
     /// One head's map of one layer (rows × columns), `None` past the last.
@@ -114,6 +130,11 @@ impl AttentionMaps {
         )
     }
 
+    /// All rollout maps as a NumPy `.npy` file, float32 [layers, rows, columns].
+    pub fn rollout_npy(&self) -> Vec<u8> {
+        npy_f32(&[self.layers, self.grid.0, self.grid.1], &self.rollout)
+    }
+
     /// One layer's heads side by side, each scaled to its own range and colour-mapped, `cell` pixels per
     /// patch, with a 2-pixel dark gap between heads.
     pub fn layer_image(&self, layer: usize, cell: usize) -> Option<Rgb8> {
@@ -123,19 +144,11 @@ impl AttentionMaps {
         let width = self.heads * tile_w + self.heads.saturating_sub(1) * gap;
         let mut data = vec![24u8; width * tile_h * 3];
         for head in 0..self.heads {
-            let m = self.map(layer, head)?;
-            let lo = m.iter().copied().fold(f32::INFINITY, f32::min);
-            let hi = m.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let span = if hi > lo { hi - lo } else { 1.0 };
+            let tile = map_image(self.map(layer, head)?, self.grid, cell);
             for y in 0..tile_h {
-                for x in 0..tile_w {
-                    let v = m.get((y / cell) * gw + x / cell).copied().unwrap_or(lo);
-                    let c = turbo((v - lo) / span);
-                    let at = (y * width + head * (tile_w + gap) + x) * 3;
-                    if let Some(px) = data.get_mut(at..at + 3) {
-                        px.copy_from_slice(&c.map(|c| c as u8));
-                    }
-                }
+                let from = tile.data.get(y * tile_w * 3..(y + 1) * tile_w * 3)?;
+                let at = (y * width + head * (tile_w + gap)) * 3;
+                data.get_mut(at..at + tile_w * 3)?.copy_from_slice(from);
             }
         }
         Some(Rgb8 {
@@ -143,5 +156,35 @@ impl AttentionMaps {
             height: tile_h,
             data,
         })
+    }
+}
+
+/// One map (rows × columns of `grid`) scaled to its own range and colour-mapped, `cell` pixels per
+/// patch.
+pub fn map_image(values: &[f32], grid: (usize, usize), cell: usize) -> Rgb8 {
+    let (gh, gw) = grid;
+    let cell = cell.max(1);
+    let (width, height) = (gw * cell, gh * cell);
+    let lo = values.iter().copied().fold(f32::INFINITY, f32::min);
+    let hi = values.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let span = if hi > lo { hi - lo } else { 1.0 };
+    let mut data = vec![0u8; width * height * 3];
+    for y in 0..height {
+        for x in 0..width {
+            let v = values
+                .get((y / cell) * gw + x / cell)
+                .copied()
+                .unwrap_or(lo);
+            let c = turbo((v - lo) / span);
+            let at = (y * width + x) * 3;
+            if let Some(px) = data.get_mut(at..at + 3) {
+                px.copy_from_slice(&c.map(|c| c as u8));
+            }
+        }
+    }
+    Rgb8 {
+        width,
+        height,
+        data,
     }
 }

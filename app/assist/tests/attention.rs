@@ -86,5 +86,41 @@ fn every_layer_and_head_equals_transformers() {
             .collect();
         assert!(max_diff(&mean, &by_hand) < 1e-7);
         assert!(AttentionMaps::of(&encoded, Query::Patch { row: 4, col: 0 }).is_err());
+
+        // Rollout through each layer, by hand from transformers' probabilities: heads averaged, the
+        // identity added, rows normalised, multiplied layer on layer; the query token's row.
+        let p = values(want);
+        let (layers, heads, n) = (want.dims()[0], want.dims()[1], want.dims()[2]);
+        let mut joint: Vec<f64> = (0..n * n)
+            .map(|k| f64::from(u8::from(k / n == k % n)))
+            .collect();
+        for l in 0..layers {
+            let mut a = vec![0f64; n * n];
+            for h in 0..heads {
+                for k in 0..n * n {
+                    a[k] += f64::from(p[((l * heads + h) * n * n) + k]) / heads as f64;
+                }
+            }
+            for r in 0..n {
+                a[r * n + r] += 1.0;
+                let sum: f64 = a[r * n..(r + 1) * n].iter().sum();
+                a[r * n..(r + 1) * n].iter_mut().for_each(|x| *x /= sum);
+            }
+            let mut next = vec![0f64; n * n];
+            for r in 0..n {
+                for c in 0..n {
+                    next[r * n + c] = (0..n).map(|k| a[r * n + k] * joint[k * n + c]).sum();
+                }
+            }
+            joint = next;
+            for (maps, q) in [(&cls, 0usize), (&patch, 1 + 4 + 2)] {
+                let want_row: Vec<f32> = (1..n).map(|c| joint[q * n + c] as f32).collect();
+                let d = max_diff(maps.rollout(l).unwrap(), &want_row);
+                assert!(
+                    d < 1e-5,
+                    "{file}: rollout of layer {l} from token {q} differs by {d}"
+                );
+            }
+        }
     }
 }

@@ -283,24 +283,41 @@ fn surgery_tokens(model: &ClipModel, hidden_states: &[Tensor]) -> Result<Tensor>
 }
 
 fn rollout(attentions: &[Tensor]) -> Result<Vec<f32>> {
+    rollout_rows(attentions, 0)?
+        .pop()
+        .ok_or_else(|| Error::Input("no attention maps".into()))
+}
+
+/// Attention rollout (Abnar & Zuidema, 2020) through each layer: row `query` of the product of the
+/// head-averaged, identity-added, row-normalised attention matrices up to that layer, over the
+/// patches (the class token left out). The last row is the rollout heatmap of the class token.
+pub fn rollout_rows(attentions: &[Tensor], query: usize) -> Result<Vec<Vec<f32>>> {
     let mut joint: Option<Tensor> = None;
+    let mut rows = Vec::with_capacity(attentions.len());
     for a in attentions {
         let a = a.i(0)?.mean(0)?; // [N, N], heads averaged
         let n = a.dim(0)?;
+        if query >= n {
+            return Err(Error::Input(format!(
+                "token {query} is past the {n} tokens of the attention"
+            )));
+        }
         let eye = Tensor::eye(n, a.dtype(), a.device())?;
         let a = (a + eye)?;
         let a = a.broadcast_div(&a.sum_keepdim(D::Minus1)?)?;
-        joint = Some(match joint {
+        let j = match joint {
             None => a,
             Some(j) => a.matmul(&j)?,
-        });
+        };
+        rows.push(
+            j.i(query)?
+                .narrow(0, 1, n - 1)?
+                .to_dtype(DType::F32)?
+                .to_vec1()?,
+        );
+        joint = Some(j);
     }
-    let j = joint.ok_or_else(|| Error::Input("no attention maps".into()))?;
-    let n = j.dim(0)?;
-    Ok(j.i(0)?
-        .narrow(0, 1, n - 1)?
-        .to_dtype(DType::F32)?
-        .to_vec1()?)
+    Ok(rows)
 }
 
 impl EncodedImage {

@@ -13,6 +13,12 @@ pub fn write_png(img: &Rendered, out: &Path) -> Result<()> {
         path: out.to_path_buf(),
         reason,
     };
+    let png = png_bytes(img).map_err(err)?;
+    write_atomic(out, &png).map_err(|e| err(e.to_string()))
+}
+
+/// A rendered image encoded as PNG (8-bit grey or RGB).
+pub fn png_bytes(img: &Rendered) -> std::result::Result<Vec<u8>, String> {
     let (rows, cols) = img.size();
     let (data, color) = match img {
         Rendered::Grey { data, .. } => (data, image::ExtendedColorType::L8),
@@ -26,8 +32,8 @@ pub fn write_png(img: &Rendered, out: &Path) -> Result<()> {
         rows,
         color,
     )
-    .map_err(|e| err(e.to_string()))?;
-    write_atomic(out, &png).map_err(|e| err(e.to_string()))
+    .map_err(|e| e.to_string())?;
+    Ok(png)
 }
 
 /// Writes `bytes` to `out` through a temporary file in the same folder and a rename.

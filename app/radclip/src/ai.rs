@@ -380,8 +380,11 @@ pub fn attention(m: &ModelArgs, a: AttentionArgs) -> anyhow::Result<()> {
     let npy = a.out.join("attention.npy");
     radclip_dicom::export::write_atomic(&npy, &maps.npy())
         .with_context(|| format!("cannot write {}", npy.display()))?;
+    let rollout = a.out.join("rollout.npy");
+    radclip_dicom::export::write_atomic(&rollout, &maps.rollout_npy())
+        .with_context(|| format!("cannot write {}", rollout.display()))?;
     let cell = (ATTENTION_PNG_SIDE / maps.grid.0.max(maps.grid.1).max(1)).max(1);
-    let mut written = vec![npy.clone()];
+    let mut written = vec![npy.clone(), rollout];
     for layer in 0..maps.layers {
         let Some(img) = maps.layer_image(layer, cell) else {
             continue;

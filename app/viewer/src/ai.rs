@@ -174,7 +174,7 @@ enum Request {
     Cases(std::path::PathBuf),
     /// Another similar-reports library in place of the one there is.
     Library(LibrarySource),
-    Attention(FrameKey),
+    Attention(FrameKey, radclip_assist::attention::Query),
     Heatmap {
         key: FrameKey,
         prompt: String,
@@ -220,9 +220,10 @@ impl AiWorker {
         let _ = self.tx.send(Request::Cases(path));
     }
 
-    /// Every layer's and head's attention from the class token, for the frame read last.
-    pub fn attention(&self, key: FrameKey) {
-        let _ = self.tx.send(Request::Attention(key));
+    /// Every layer's and head's attention from `query` (the class token or a patch), for the frame
+    /// read last.
+    pub fn attention(&self, key: FrameKey, query: radclip_assist::attention::Query) {
+        let _ = self.tx.send(Request::Attention(key, query));
     }
 
     /// The map of `prompt` by `style` for frame `key`, for display slot `slot` (0: the map shown;
@@ -354,7 +355,7 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
                     analyze = Some(f);
                     heat = [None, None];
                 }
-                Request::Attention(key) => attention = Some(key),
+                Request::Attention(key, query) => attention = Some((key, query)),
                 Request::Library(source) => state.set_library(source, &send),
                 Request::Cases(path) => state.set_cases(&path, &send),
                 Request::Heatmap {
@@ -382,8 +383,8 @@ fn run(setup: AiSetup, requests: Receiver<Request>, events: Sender<AiEvent>, wak
                 send(AiEvent::Failed { key, message: e });
             }
         }
-        if let Some(key) = attention
-            && let Err(e) = state.attention(&key, &send)
+        if let Some((key, query)) = attention
+            && let Err(e) = state.attention(&key, query, &send)
         {
             send(AiEvent::Failed { key, message: e });
         }
@@ -709,17 +710,19 @@ impl State {
         Ok(())
     }
 
-    /// The attention maps of the frame read last, if it is `key` (the image is already encoded, with
-    /// every layer's attention probabilities).
-    fn attention(&self, key: &FrameKey, send: &impl Fn(AiEvent)) -> Result<(), String> {
+    /// The attention maps of the frame read last from `query`, if it is `key` (the image is already
+    /// encoded, with every layer's attention probabilities).
+    fn attention(
+        &self,
+        key: &FrameKey,
+        query: radclip_assist::attention::Query,
+        send: &impl Fn(AiEvent),
+    ) -> Result<(), String> {
         let Some((k, encoded)) = self.current.as_ref().filter(|(k, _)| k == key) else {
             return Ok(());
         };
-        let maps = radclip_assist::attention::AttentionMaps::of(
-            encoded,
-            radclip_assist::attention::Query::ClassToken,
-        )
-        .map_err(|e| e.to_string())?;
+        let maps = radclip_assist::attention::AttentionMaps::of(encoded, query)
+            .map_err(|e| e.to_string())?;
         send(AiEvent::Attention {
             key: k.clone(),
             maps,

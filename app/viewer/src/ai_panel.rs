@@ -176,6 +176,7 @@ impl AiPanel {
                     device_note,
                     findings,
                 } => {
+                    self.attention.provenance = provenance.clone();
                     self.provenance = provenance;
                     self.finding_prompts = finding_prompts;
                     self.status = ModelStatus::Ready {
@@ -316,8 +317,8 @@ impl AiPanel {
             .analysis
             .as_ref()
             .is_some_and(|(k, a)| *k == key && a.scores.is_some());
-        if let Some(k) = self.attention.wanted(Some(&key), read) {
-            self.worker.attention(k);
+        if let Some((k, query)) = self.attention.wanted(Some(&key), read) {
+            self.worker.attention(k, query);
         }
     }
 

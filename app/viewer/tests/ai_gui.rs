@@ -480,6 +480,8 @@ fn a_users_report_archive_is_the_library() {
 /// thumbnail; a click lays one over the image, with the patch grid on demand.
 #[test]
 fn the_attention_inspector_lays_a_map_over_the_image() {
+    use radclip_assist::attention::Query;
+    use radclip_viewer::attention_panel::Column;
     let mut h = harness();
     step_until(&mut h, "the first findings", |a| top_finding(a).is_some());
     h.key_press(egui::Key::N);
@@ -525,10 +527,66 @@ fn the_attention_inspector_lays_a_map_over_the_image() {
     });
     h.step();
     let ai = h.state().ai.as_ref().unwrap();
-    assert_eq!(ai.attention.selected, Some((3, None)));
+    assert_eq!(ai.attention.selected, Some((3, Column::Mean)));
     assert!(ai.attention.show_grid);
     assert!(ai.attention.overlay_for(&key).is_some());
     h.snapshot("attention_inspector");
+
+    // Rollout through each layer is a column too; "Pick a patch" then a click on the image shows
+    // that patch's attention: the patch under the click, on the grid the model saw.
+    h.get_by_label("layer 3 rollout").click();
+    h.step();
+    let sel = h.state().ai.as_ref().unwrap().attention.selected;
+    assert_eq!(sel, Some((3, Column::Rollout)));
+    h.get_by_label("Pick a patch").click();
+    h.step();
+    let (rect, (x0, y0, x1, y1)) = {
+        let app = h.state();
+        let t = app.transforms[&app.active];
+        (
+            t,
+            app.ai
+                .as_ref()
+                .unwrap()
+                .attention
+                .view
+                .as_ref()
+                .unwrap()
+                .source_rect,
+        )
+    };
+    // The centre of the patch at row 2, column 9 of the 12×12 grid, in screen coordinates.
+    let (px, py) = (x0 + (x1 - x0) * 9.5 / 12.0, y0 + (y1 - y0) * 2.5 / 12.0);
+    let at = rect.screen_from_image(egui::pos2(px as f32, py as f32));
+    h.event(egui::Event::PointerMoved(at));
+    h.event(egui::Event::PointerButton {
+        pos: at,
+        button: egui::PointerButton::Primary,
+        pressed: true,
+        modifiers: Default::default(),
+    });
+    h.event(egui::Event::PointerButton {
+        pos: at,
+        button: egui::PointerButton::Primary,
+        pressed: false,
+        modifiers: Default::default(),
+    });
+    step_until(&mut h, "the picked patch's maps", |a| {
+        a.ai.as_ref()
+            .and_then(|ai| ai.attention.view.as_ref())
+            .is_some_and(|v| v.maps.query == Query::Patch { row: 2, col: 9 })
+    });
+    let v = h
+        .state()
+        .ai
+        .as_ref()
+        .unwrap()
+        .attention
+        .view
+        .as_ref()
+        .unwrap();
+    assert_eq!(v.maps.rollout.len(), 4 * 12 * 12);
+    assert!(!h.state().ai.as_ref().unwrap().attention.picking);
 }
 
 /// "Side by side with" lays two maps of the same prompt in a 1 × 2 layout, each labelled with its

@@ -94,6 +94,16 @@ impl ViewerApp {
                 self.command(index, Command::ScrollBy(if wheel > 0.0 { -1 } else { 1 }));
             }
         }
+        // While the attention inspector picks a patch, a click on the image picks it.
+        if resp.clicked()
+            && let Some(ai) = &mut self.ai
+            && ai.attention.picking
+            && let Some(p) = resp.interact_pointer_pos()
+        {
+            let at = t.image_from_screen(p);
+            ai.attention.pick(f64::from(at.x), f64::from(at.y));
+            return;
+        }
         let Some(v) = self.viewports.get(index).cloned() else {
             return;
         };
