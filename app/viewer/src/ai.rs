@@ -42,6 +42,7 @@ fn is_index_file(p: &std::path::Path) -> bool {
 }
 
 /// A frame to read, with what the model card may need from the viewer.
+#[derive(Clone)]
 pub struct AiFrame {
     pub key: FrameKey,
     pub frame: Arc<dicom::Frame>,

@@ -109,6 +109,21 @@ pub struct AiPanel {
     /// The model and device, for the thread that indexes cases.
     model: String,
     device: String,
+    /// Maps side by side from two models: the second model's own worker (no library), whose maps go
+    /// beside the first's.
+    pub second: Option<SecondModel>,
+    /// Set by the "Other model…" button, taken by the app (a folder dialog).
+    pub wants_second_model: bool,
+}
+
+/// A second model whose maps are shown beside the first's.
+pub struct SecondModel {
+    worker: AiWorker,
+    pub path: std::path::PathBuf,
+    pub status: ModelStatus,
+    provenance: Option<Box<radclip_assist::ModelProvenance>>,
+    requested: Option<FrameKey>,
+    heat_requested: Option<(FrameKey, String, MapStyle)>,
 }
 
 impl AiPanel {
@@ -150,7 +165,97 @@ impl AiPanel {
             cases: Default::default(),
             model,
             device,
+            second: None,
+            wants_second_model: false,
         })
+    }
+
+    /// Lays maps of the model at `path` beside this model's (same prompt and method), loading it on a
+    /// worker of its own.
+    pub fn set_second_model(&mut self, path: std::path::PathBuf, ctx: &egui::Context) {
+        let waker = ctx.clone();
+        let setup = AiSetup {
+            model: path.display().to_string(),
+            device: self.device.clone(),
+            library: None,
+        };
+        match AiWorker::start(setup, move || waker.request_repaint()) {
+            Ok(worker) => {
+                self.second = Some(SecondModel {
+                    worker,
+                    path,
+                    status: ModelStatus::Loading,
+                    provenance: None,
+                    requested: None,
+                    heat_requested: None,
+                });
+                self.compare = Some(self.style());
+                self.overlay_b = None;
+                self.heat_requested_b = None;
+            }
+            Err(e) => {
+                self.second = None;
+                tracing::warn!("no second model: {e}");
+            }
+        }
+    }
+
+    /// Takes the second model's news: its status and its maps (shown beside the first's).
+    fn poll_second(&mut self, ctx: &egui::Context) {
+        let Some(second) = &mut self.second else {
+            return;
+        };
+        for e in second.worker.poll() {
+            match e {
+                AiEvent::Ready {
+                    provenance,
+                    name,
+                    intended_use,
+                    modalities,
+                    device,
+                    device_note,
+                    ..
+                } => {
+                    second.provenance = provenance;
+                    second.status = ModelStatus::Ready {
+                        name,
+                        intended_use,
+                        modalities,
+                        device,
+                        device_note,
+                    };
+                }
+                AiEvent::LoadFailed(m) => second.status = ModelStatus::Failed(m),
+                AiEvent::Heatmap {
+                    key,
+                    prompt,
+                    style,
+                    overlay,
+                    ms,
+                    ..
+                } => {
+                    let img = egui::ColorImage::from_rgba_unmultiplied(
+                        [overlay.width, overlay.height],
+                        &overlay.rgba,
+                    );
+                    let texture = match self.overlay_b.take() {
+                        Some(mut o) => {
+                            o.texture.set(img, TextureOptions::LINEAR);
+                            o.texture
+                        }
+                        None => ctx.load_texture("ai-heatmap-b", img, TextureOptions::LINEAR),
+                    };
+                    self.overlay_b = Some(ShownOverlay {
+                        key,
+                        prompt,
+                        style,
+                        texture,
+                        ms,
+                    });
+                }
+                _ => {}
+            }
+        }
     }
 
     /// Indexes the images of `folder` as similar cases, in the background.
@@ -164,6 +269,7 @@ impl AiPanel {
         if let Some(index) = self.cases.poll() {
             self.worker.cases(index);
         }
+        self.poll_second(ctx);
         for e in self.worker.poll() {
             match e {
                 AiEvent::Ready {
@@ -296,7 +402,7 @@ impl AiPanel {
         let key = c.key.clone();
         if self.requested.as_ref() != Some(&key) {
             self.requested = Some(key.clone());
-            self.worker.analyze(c);
+            self.worker.analyze(c.clone());
         }
         if let Some((prompt, style)) = &self.wanted {
             let want = (key.clone(), prompt.clone(), *style);
@@ -304,12 +410,26 @@ impl AiPanel {
                 self.worker.heatmap(key.clone(), prompt.clone(), *style, 0);
                 self.heat_requested = Some(want);
             }
-            if let Some(b) = self.compare {
-                let want = (key.clone(), prompt.clone(), b);
-                if self.heat_requested_b.as_ref() != Some(&want) {
-                    self.worker.heatmap(key.clone(), prompt.clone(), b, 1);
-                    self.heat_requested_b = Some(want);
+            match (&mut self.second, self.compare) {
+                (Some(second), Some(b)) if matches!(second.status, ModelStatus::Ready { .. }) => {
+                    if second.requested.as_ref() != Some(&key) {
+                        second.requested = Some(key.clone());
+                        second.worker.analyze(c.clone());
+                    }
+                    let want = (key.clone(), prompt.clone(), b);
+                    if second.heat_requested.as_ref() != Some(&want) {
+                        second.worker.heatmap(key.clone(), prompt.clone(), b, 0);
+                        second.heat_requested = Some(want);
+                    }
                 }
+                (None, Some(b)) => {
+                    let want = (key.clone(), prompt.clone(), b);
+                    if self.heat_requested_b.as_ref() != Some(&want) {
+                        self.worker.heatmap(key.clone(), prompt.clone(), b, 1);
+                        self.heat_requested_b = Some(want);
+                    }
+                }
+                _ => {}
             }
         }
         // The inspector's maps once the worker has read the frame (it keeps its attention).
@@ -372,13 +492,18 @@ impl AiPanel {
     /// The label of each side's map when compared: method and model.
     pub fn compare_labels(&self) -> Option<[String; 2]> {
         let b = self.compare?;
-        let model = match &self.status {
+        let name = |s: &ModelStatus| match s {
             ModelStatus::Ready { name, .. } => name.clone(),
             _ => String::new(),
         };
+        let model = name(&self.status);
+        let model_b = self
+            .second
+            .as_ref()
+            .map_or(model.clone(), |s| name(&s.status));
         Some([
             format!("{} — {model}", self.style().name()),
-            format!("{} — {model}", b.name()),
+            format!("{} — {model_b}", b.name()),
         ])
     }
 
@@ -590,7 +715,46 @@ impl AiPanel {
                         }
                     });
             }
+            if !on {
+                self.second = None;
+            }
         });
+        if self.compare.is_some() {
+            ui.horizontal(|ui| {
+                match &self.second {
+                    None => {
+                        ui.small("from this model");
+                    }
+                    Some(s) => {
+                        match &s.status {
+                            ModelStatus::Loading => {
+                                ui.spinner();
+                                ui.small("Loading the second model…");
+                            }
+                            ModelStatus::Failed(m) => {
+                                ui.colored_label(Color32::LIGHT_RED, m);
+                            }
+                            ModelStatus::Ready { name, .. } => {
+                                ui.small(format!("from {name}"))
+                                    .on_hover_text(s.path.display().to_string());
+                            }
+                        }
+                        if ui.small_button("This model").clicked() {
+                            self.second = None;
+                            self.overlay_b = None;
+                            self.heat_requested_b = None;
+                        }
+                    }
+                }
+                if ui
+                    .small_button("Other model…")
+                    .on_hover_text("The same prompt and method mapped by a second model folder")
+                    .clicked()
+                {
+                    self.wants_second_model = true;
+                }
+            });
+        }
         match (&self.wanted, &self.overlay) {
             (Some((p, m)), Some(o))
                 if o.prompt == *p && o.style == *m && Some(&o.key) == current =>

@@ -771,3 +771,52 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+/// Maps side by side from two models: a second model folder (the tiny full-vocabulary CLIP of the CLI
+/// fixtures) maps
+/// the same prompt by the same method on its own worker, and its map goes beside the demo model's,
+/// each labelled with its model.
+#[test]
+fn maps_of_two_models_side_by_side() {
+    use radclip_viewer::ai_panel::ModelStatus;
+    let mut h = harness_with(demo_setup(20));
+    step_until(&mut h, "the automatic map", |a| {
+        let (Some(ai), Some(key)) = (a.ai.as_ref(), current_key(a)) else {
+            return false;
+        };
+        ai.overlay_for(&key).is_some()
+    });
+    let second = root().join("tests/fixtures/clip/tiny-fullvocab");
+    let ctx = h.ctx.clone();
+    h.state_mut()
+        .ai
+        .as_mut()
+        .unwrap()
+        .set_second_model(second.clone(), &ctx);
+    step_until(&mut h, "the second model's map", |a| {
+        let (Some(ai), Some(key)) = (a.ai.as_ref(), current_key(a)) else {
+            return false;
+        };
+        if let Some(ModelStatus::Failed(m)) = ai.second.as_ref().map(|s| &s.status) {
+            panic!("{m}");
+        }
+        ai.overlay_b_for(&key).is_some()
+    });
+    let app = h.state();
+    assert_eq!(app.layout, radclip_viewer::state::Layout::OneByTwo);
+    let ai = app.ai.as_ref().unwrap();
+    // The same prompt and method from each model.
+    assert_eq!(ai.compare, Some(ai.overlay.as_ref().unwrap().style));
+    let key = current_key(app).unwrap();
+    let a = ai.overlay_for(&key).unwrap().0.size();
+    let b = ai.overlay_b_for(&key).unwrap().0.size();
+    assert_eq!(a, b, "both maps cover the same frame");
+    assert_ne!(
+        ai.overlay_for(&key).unwrap().0.id(),
+        ai.overlay_b_for(&key).unwrap().0.id()
+    );
+    let labels = ai.compare_labels().unwrap();
+    assert!(labels[0].ends_with("radclip-demo"), "{labels:?}");
+    assert!(!labels[1].ends_with("radclip-demo"), "{labels:?}");
+    assert_eq!(ai.second.as_ref().unwrap().path, second);
+}

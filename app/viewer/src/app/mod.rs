@@ -64,6 +64,8 @@ pub struct ViewerApp {
     archive_rx: Option<Receiver<Option<PathBuf>>>,
     /// A folder of cases chosen for "Similar cases", and a case being read to show beside the image.
     cases_rx: Option<Receiver<Option<PathBuf>>>,
+    /// A second model's folder, for maps side by side from two models.
+    second_rx: Option<Receiver<Option<PathBuf>>>,
     beside_rx: Option<Receiver<Result<StudyTree, String>>>,
     shown: HashMap<usize, ShownTexture>,
     thumbs: HashMap<usize, TextureHandle>,
@@ -146,6 +148,7 @@ impl ViewerApp {
             dialog_rx: None,
             archive_rx: None,
             cases_rx: None,
+            second_rx: None,
             beside_rx: None,
             shown: HashMap::new(),
             thumbs: HashMap::new(),
@@ -228,15 +231,19 @@ impl ViewerApp {
                 ai.sync(current);
             }
         }
-        let (wants_folder, open_case) = match &mut self.ai {
+        let (wants_folder, open_case, wants_model) = match &mut self.ai {
             Some(ai) => (
                 std::mem::take(&mut ai.cases.wants_folder),
                 ai.cases.open_request.take(),
+                std::mem::take(&mut ai.wants_second_model),
             ),
-            None => (false, None),
+            None => (false, None, false),
         };
         if wants_folder {
             self.pick_cases(&ctx);
+        }
+        if wants_model {
+            self.pick_second_model(&ctx);
         }
         if let Some(p) = open_case {
             self.open_beside(&ctx, p);

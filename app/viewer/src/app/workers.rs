@@ -203,6 +203,14 @@ impl ViewerApp {
                 ai.index_cases(p, ctx);
             }
         }
+        if let Some(rx) = &self.second_rx
+            && let Ok(choice) = rx.try_recv()
+        {
+            self.second_rx = None;
+            if let (Some(p), Some(ai)) = (choice, &mut self.ai) {
+                ai.set_second_model(p, ctx);
+            }
+        }
         if let Some(rx) = &self.beside_rx
             && let Ok(r) = rx.try_recv()
         {
@@ -254,6 +262,16 @@ impl ViewerApp {
         self.cases_rx = spawn_job("radclip-dialog", ctx, move || {
             rfd::FileDialog::new()
                 .set_title("Folder of cases")
+                .pick_folder()
+        })
+        .ok();
+    }
+
+    /// Asks for a second model's folder (maps side by side from two models), off the GUI thread.
+    pub(super) fn pick_second_model(&mut self, ctx: &egui::Context) {
+        self.second_rx = spawn_job("radclip-dialog", ctx, move || {
+            rfd::FileDialog::new()
+                .set_title("Second model folder")
                 .pick_folder()
         })
         .ok();
