@@ -233,26 +233,18 @@ impl AiPanel {
                     overlay,
                     ms,
                     ..
-                } => {
-                    let img = egui::ColorImage::from_rgba_unmultiplied(
-                        [overlay.width, overlay.height],
-                        &overlay.rgba,
-                    );
-                    let texture = match self.overlay_b.take() {
-                        Some(mut o) => {
-                            o.texture.set(img, TextureOptions::LINEAR);
-                            o.texture
-                        }
-                        None => ctx.load_texture("ai-heatmap-b", img, TextureOptions::LINEAR),
-                    };
-                    self.overlay_b = Some(ShownOverlay {
+                } => place_overlay(
+                    ctx,
+                    &mut self.overlay_b,
+                    "ai-heatmap-b",
+                    ShownMap {
                         key,
                         prompt,
                         style,
-                        texture,
                         ms,
-                    });
-                }
+                    },
+                    &overlay,
+                ),
                 _ => {}
             }
         }
@@ -353,29 +345,18 @@ impl AiPanel {
                     overlay,
                     ms,
                 } => {
-                    let img = egui::ColorImage::from_rgba_unmultiplied(
-                        [overlay.width, overlay.height],
-                        &overlay.rgba,
-                    );
                     let (shown, name) = if slot == 0 {
                         (&mut self.overlay, "ai-heatmap")
                     } else {
                         (&mut self.overlay_b, "ai-heatmap-b")
                     };
-                    let texture = match shown.take() {
-                        Some(mut o) => {
-                            o.texture.set(img, TextureOptions::LINEAR);
-                            o.texture
-                        }
-                        None => ctx.load_texture(name, img, TextureOptions::LINEAR),
-                    };
-                    *shown = Some(ShownOverlay {
+                    let map = ShownMap {
                         key,
                         prompt,
                         style,
-                        texture,
                         ms,
-                    });
+                    };
+                    place_overlay(ctx, shown, name, map, &overlay);
                 }
             }
         }
@@ -564,6 +545,15 @@ impl AiPanel {
         if let Some(o) = self.overlay.as_ref().filter(|o| &o.key == current) {
             let p = Provenance::new(model, &o.style.name(), vec![o.prompt.clone()], o.ms);
             out.insert("heatmap".into(), serde_json::to_value(p).ok()?);
+        }
+        // The map beside it, by this model or by the second one.
+        if let Some(o) = self.overlay_b_for(current).and(self.overlay_b.as_ref()) {
+            let by = self
+                .second
+                .as_ref()
+                .map_or(Some(model), |s| s.provenance.as_ref())?;
+            let p = Provenance::new(by, &o.style.name(), vec![o.prompt.clone()], o.ms);
+            out.insert("heatmap_beside".into(), serde_json::to_value(p).ok()?);
         }
         if out.is_empty() {
             return None;
@@ -878,6 +868,40 @@ impl AiPanel {
             self.map_prompt(&text);
         }
     }
+}
+
+/// What a map shown over an image is of.
+struct ShownMap {
+    key: FrameKey,
+    prompt: String,
+    style: MapStyle,
+    ms: f64,
+}
+
+/// Puts a worker's map in `shown`, reusing its texture when there is one.
+fn place_overlay(
+    ctx: &egui::Context,
+    shown: &mut Option<ShownOverlay>,
+    name: &str,
+    map: ShownMap,
+    overlay: &crate::ai::Overlay,
+) {
+    let img =
+        egui::ColorImage::from_rgba_unmultiplied([overlay.width, overlay.height], &overlay.rgba);
+    let texture = match shown.take() {
+        Some(mut o) => {
+            o.texture.set(img, TextureOptions::LINEAR);
+            o.texture
+        }
+        None => ctx.load_texture(name, img, TextureOptions::LINEAR),
+    };
+    *shown = Some(ShownOverlay {
+        key: map.key,
+        prompt: map.prompt,
+        style: map.style,
+        texture,
+        ms: map.ms,
+    });
 }
 
 /// One finding: name, a bar for the probability with a whisker for its spread, the percentage.

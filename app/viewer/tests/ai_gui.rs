@@ -819,4 +819,14 @@ fn maps_of_two_models_side_by_side() {
     assert!(labels[0].ends_with("radclip-demo"), "{labels:?}");
     assert!(!labels[1].ends_with("radclip-demo"), "{labels:?}");
     assert_eq!(ai.second.as_ref().unwrap().path, second);
+    // "Copy provenance" names each map's weights: the second map's are the second model's.
+    let p: serde_json::Value =
+        serde_json::from_str(&ai.provenance_text(Some(&key)).unwrap()).unwrap();
+    let (a, b) = (&p["heatmap"]["model"], &p["heatmap_beside"]["model"]);
+    assert!(a["path"].as_str().unwrap().ends_with("radclip-demo"), "{p}");
+    assert!(
+        b["path"].as_str().unwrap().ends_with("tiny-fullvocab"),
+        "{p}"
+    );
+    assert_ne!(a["weights"], b["weights"]);
 }

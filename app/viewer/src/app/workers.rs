@@ -259,22 +259,12 @@ impl ViewerApp {
 
     /// Asks for a folder of cases to index for "Similar cases", in a dialog off the GUI thread.
     pub(super) fn pick_cases(&mut self, ctx: &egui::Context) {
-        self.cases_rx = spawn_job("radclip-dialog", ctx, move || {
-            rfd::FileDialog::new()
-                .set_title("Folder of cases")
-                .pick_folder()
-        })
-        .ok();
+        self.cases_rx = folder_dialog(ctx, "Folder of cases");
     }
 
     /// Asks for a second model's folder (maps side by side from two models), off the GUI thread.
     pub(super) fn pick_second_model(&mut self, ctx: &egui::Context) {
-        self.second_rx = spawn_job("radclip-dialog", ctx, move || {
-            rfd::FileDialog::new()
-                .set_title("Second model folder")
-                .pick_folder()
-        })
-        .ok();
+        self.second_rx = folder_dialog(ctx, "Second model folder");
     }
 
     /// Reads `path` (a similar case) on a worker and shows it beside the image on screen, in a 1×2
@@ -348,6 +338,14 @@ fn series_entries(tree: &StudyTree) -> Vec<SeriesEntry> {
         }
     }
     out
+}
+
+/// A folder dialog titled `title`, on a thread of its own; the choice comes in the returned channel.
+fn folder_dialog(ctx: &egui::Context, title: &'static str) -> Option<Receiver<Option<PathBuf>>> {
+    spawn_job("radclip-dialog", ctx, move || {
+        rfd::FileDialog::new().set_title(title).pick_folder()
+    })
+    .ok()
 }
 
 /// Runs `job` on a thread of its own (named for profiles) and wakes the GUI when its result is in the
