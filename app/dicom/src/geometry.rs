@@ -128,6 +128,7 @@ pub struct VolumeGeometry {
     pub origin: [f64; 3],
     pub row_dir: [f64; 3],
     pub col_dir: [f64; 3],
+    /// From slice k to slice k + 1.
     pub normal: [f64; 3],
 }
 
@@ -186,13 +187,35 @@ impl VolumeGeometry {
         if steps.iter().any(|s| (s - step).abs() > tol) {
             return Err(Error::Geometry("slices are not evenly spaced".into()));
         }
+        // Each slice straight along the normal from the first: a gantry tilt or a shear would put
+        // voxels elsewhere than a grid of these axes says.
+        let normal = first.normal();
+        for (g, dk) in geoms.iter().zip(&d) {
+            let along = dk - d[0];
+            let off: f64 = (0..3)
+                .map(|a| (g.position[a] - first.position[a] - along * normal[a]).powi(2))
+                .sum::<f64>()
+                .sqrt();
+            if off > tol.max(0.05 * row_spacing.min(col_spacing)) {
+                return Err(Error::Geometry(
+                    "the slices are offset sideways (a gantry tilt or a sheared series), which \
+                     radclip does not reformat yet"
+                        .into(),
+                ));
+            }
+        }
         Ok(VolumeGeometry {
             dims: [cols as usize, rows as usize, n],
             spacing: [col_spacing, row_spacing, step.abs()],
             origin: first.position,
             row_dir: first.row_dir(),
             col_dir: first.col_dir(),
-            normal: first.normal(),
+            // From slice k to k + 1, which may be against the orientation's normal.
+            normal: if step < 0.0 {
+                [-normal[0], -normal[1], -normal[2]]
+            } else {
+                normal
+            },
         })
     }
 }

@@ -16,6 +16,7 @@ mod rle;
 pub mod seg;
 pub mod sr;
 pub mod study;
+pub mod volume;
 
 pub use error::{Error, Result};
 pub use geometry::{FrameGeometry, SpacingSource, VolumeGeometry};

@@ -12,6 +12,7 @@ mod ai;
 mod bench;
 mod eval;
 mod info;
+mod reslice;
 mod store;
 mod train;
 
@@ -181,6 +182,36 @@ enum Command {
         reports: Option<PathBuf>,
         #[arg(long, default_value_t = 0)]
         frame: u32,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A series as a volume, reformatted along a plane through a point in patient mm (LPS): the
+    /// rendered plane as PNG, --raw the modality values (float32, HU for CT, [rows, columns], NaN
+    /// outside the volume), --json the plane in DICOM's conventions.
+    Reslice {
+        input: PathBuf,
+        /// axial, coronal or sagittal.
+        #[arg(long, default_value = "axial")]
+        plane: String,
+        /// An oblique plane's normal instead (its row axis is the nearest standard plane's).
+        #[arg(long, value_name = "X,Y,Z")]
+        normal: Option<String>,
+        /// The point the plane goes through (default: the volume's centre).
+        #[arg(long, value_name = "X,Y,Z")]
+        through: Option<String>,
+        /// Slab thickness in mm (0: the plane alone).
+        #[arg(long, default_value_t = 0.0, value_name = "MM")]
+        slab: f64,
+        /// How a slab is combined: mip, minip or mean.
+        #[arg(long, default_value = "mip")]
+        mode: String,
+        /// Pixel spacing in mm (default: the volume's finest).
+        #[arg(long, value_name = "MM")]
+        spacing: Option<f64>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long)]
+        raw: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -601,6 +632,29 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             frame,
             json,
         }) => ai::draft(&model.args(), &file, reports.as_deref(), frame, json),
+        Some(Command::Reslice {
+            input,
+            plane,
+            normal,
+            through,
+            slab,
+            mode,
+            spacing,
+            out,
+            raw,
+            json,
+        }) => reslice::reslice(reslice::ResliceArgs {
+            input,
+            plane,
+            normal,
+            through,
+            slab,
+            mode,
+            spacing,
+            out,
+            raw,
+            json,
+        }),
         Some(Command::Attention {
             file,
             model,

@@ -1,0 +1,455 @@
+//! Volumes and multiplanar reformatting on the CPU: a series with a regular grid in patient space held as
+//! modality values (HU for CT), filled slice by slice as frames decode, and resliced along any plane —
+//! axial, coronal, sagittal or oblique — trilinearly in millimetres, with thick-slab MIP, MinIP or mean.
+//! This is the reference a GPU reslicer is tested against.
+//!
+//! Coordinates are DICOM patient coordinates (LPS, mm). A plane follows DICOM's image conventions: the
+//! centre of its first pixel, a unit vector along a row and one down a column (as
+//! ImageOrientationPatient), and the spacing between rows and between columns.
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::geometry::{VolumeGeometry, cross, dot};
+use crate::pixel::Frame;
+use crate::study::Series;
+
+/// Voxels as stored: 16-bit where every modality value is a whole number in range (CT in HU), which
+/// halves the memory of 32-bit floats; else f32.
+#[derive(Debug, Clone)]
+enum Voxels {
+    I16(Vec<i16>),
+    F32(Vec<f32>),
+}
+
+/// The 16-bit value of a voxel no slice has filled yet.
+const BLANK_I16: i16 = i16::MIN;
+
+/// A series as a volume: `geometry.normal` is the direction from slice k to slice k + 1.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    pub geometry: VolumeGeometry,
+    voxels: Voxels,
+    present: Vec<bool>,
+}
+
+/// Which standard plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaneKind {
+    Axial,
+    Coronal,
+    Sagittal,
+}
+
+impl PlaneKind {
+    /// Row and column axes as a radiologist views the plane: axial from the feet (patient's right on
+    /// the left, anterior up), coronal from the front (head up), sagittal from the patient's left
+    /// (anterior on the left, head up).
+    fn axes(self) -> ([f64; 3], [f64; 3]) {
+        match self {
+            PlaneKind::Axial => ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0]),
+            PlaneKind::Coronal => ([1.0, 0.0, 0.0], [0.0, 0.0, -1.0]),
+            PlaneKind::Sagittal => ([0.0, 1.0, 0.0], [0.0, 0.0, -1.0]),
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "axial" => Some(PlaneKind::Axial),
+            "coronal" => Some(PlaneKind::Coronal),
+            "sagittal" => Some(PlaneKind::Sagittal),
+            _ => None,
+        }
+    }
+}
+
+/// A plane of pixels in patient space, in DICOM's image conventions.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plane {
+    /// Centre of the first (top left) pixel.
+    pub origin_mm: [f64; 3],
+    /// Unit vector along a row (left to right).
+    pub row_axis: [f64; 3],
+    /// Unit vector down a column (top to bottom).
+    pub column_axis: [f64; 3],
+    /// Between rows, between columns.
+    pub pixel_spacing_mm: [f64; 2],
+    pub rows: usize,
+    pub columns: usize,
+}
+
+fn add(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [a[0] + b[0], a[1] + b[1], a[2] + b[2]]
+}
+
+fn scale(a: [f64; 3], s: f64) -> [f64; 3] {
+    [a[0] * s, a[1] * s, a[2] * s]
+}
+
+fn unit(a: [f64; 3]) -> Option<[f64; 3]> {
+    let n = dot(a, a).sqrt();
+    (n.is_finite() && n > 1e-9).then(|| scale(a, 1.0 / n))
+}
+
+/// How the samples across a slab are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlabMode {
+    Mip,
+    MinIp,
+    Mean,
+}
+
+impl SlabMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "mip" => Some(SlabMode::Mip),
+            "minip" => Some(SlabMode::MinIp),
+            "mean" => Some(SlabMode::Mean),
+            _ => None,
+        }
+    }
+}
+
+/// A thick slab: its thickness along the plane's normal (0: the plane alone) and how it is combined.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Slab {
+    pub thickness_mm: f64,
+    pub mode: SlabMode,
+}
+
+impl Default for Slab {
+    fn default() -> Self {
+        Slab {
+            thickness_mm: 0.0,
+            mode: SlabMode::Mip,
+        }
+    }
+}
+
+impl Plane {
+    /// The plane of `kind` through `through`, covering the volume, `spacing` mm per pixel both ways.
+    pub fn standard(
+        kind: PlaneKind,
+        volume: &VolumeGeometry,
+        through: [f64; 3],
+        spacing: f64,
+    ) -> Self {
+        let (row, col) = kind.axes();
+        Self::covering(row, col, volume, through, spacing)
+    }
+
+    /// The plane through `through` with normal `normal`, covering the volume: its row axis is the
+    /// standard plane's nearest to it (the axial's for a normal nearest the feet-head axis, and so on),
+    /// projected onto the plane. `None` for a zero normal.
+    pub fn oblique(
+        normal: [f64; 3],
+        volume: &VolumeGeometry,
+        through: [f64; 3],
+        spacing: f64,
+    ) -> Option<Self> {
+        let n = unit(normal)?;
+        let kind = [PlaneKind::Sagittal, PlaneKind::Coronal, PlaneKind::Axial]
+            .into_iter()
+            .enumerate()
+            .max_by(|(i, _), (j, _)| n[*i].abs().total_cmp(&n[*j].abs()))
+            .map_or(PlaneKind::Axial, |(_, k)| k);
+        let (row0, _) = kind.axes();
+        let row = unit(add(row0, scale(n, -dot(row0, n))))?;
+        // Down a column: the normal crossed with the row axis, turned to point as the standard one does.
+        let mut col = cross(n, row);
+        if dot(col, kind.axes().1) < 0.0 {
+            col = scale(col, -1.0);
+        }
+        Some(Self::covering(row, col, volume, through, spacing))
+    }
+
+    fn covering(
+        row: [f64; 3],
+        col: [f64; 3],
+        v: &VolumeGeometry,
+        through: [f64; 3],
+        spacing: f64,
+    ) -> Self {
+        let spacing = if spacing.is_finite() && spacing > 0.0 {
+            spacing
+        } else {
+            v.spacing.iter().copied().fold(f64::INFINITY, f64::min)
+        };
+        let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
+        for corner in 0..8 {
+            let idx = [corner & 1, (corner >> 1) & 1, (corner >> 2) & 1];
+            let mut p = v.origin;
+            for (axis, dir) in [v.row_dir, v.col_dir, v.normal].into_iter().enumerate() {
+                let n = v.dims[axis].saturating_sub(1) as f64 * idx[axis] as f64;
+                p = add(p, scale(dir, n * v.spacing[axis]));
+            }
+            let d = [p[0] - through[0], p[1] - through[1], p[2] - through[2]];
+            for (k, axis) in [row, col].into_iter().enumerate() {
+                let t = dot(d, axis);
+                lo[k] = lo[k].min(t);
+                hi[k] = hi[k].max(t);
+            }
+        }
+        // Whole pixels from the point itself, so it falls on a pixel centre.
+        let first = [(lo[0] / spacing).floor(), (lo[1] / spacing).floor()];
+        let last = [(hi[0] / spacing).ceil(), (hi[1] / spacing).ceil()];
+        let origin = add(
+            through,
+            add(
+                scale(row, first[0] * spacing),
+                scale(col, first[1] * spacing),
+            ),
+        );
+        Plane {
+            origin_mm: origin,
+            row_axis: row,
+            column_axis: col,
+            pixel_spacing_mm: [spacing, spacing],
+            rows: ((last[1] - first[1]) as usize + 1).min(8192),
+            columns: ((last[0] - first[0]) as usize + 1).min(8192),
+        }
+    }
+
+    /// The patient position of pixel (row, column).
+    pub fn point(&self, row: f64, column: f64) -> [f64; 3] {
+        add(
+            self.origin_mm,
+            add(
+                scale(self.row_axis, column * self.pixel_spacing_mm[1]),
+                scale(self.column_axis, row * self.pixel_spacing_mm[0]),
+            ),
+        )
+    }
+
+    pub fn normal(&self) -> [f64; 3] {
+        cross(self.row_axis, self.column_axis)
+    }
+}
+
+/// A resliced plane: modality values, row-major; NaN where the plane leaves the volume or meets a
+/// slice not decoded.
+#[derive(Debug, Clone)]
+pub struct Resliced {
+    pub plane: Plane,
+    pub values: Vec<f32>,
+}
+
+impl Volume {
+    /// An empty volume for `series`, whose frames must form a regular grid (a sentence says why not).
+    pub fn for_series(series: &Series) -> Result<Self> {
+        Ok(Self::new(VolumeGeometry::from_series(series)?))
+    }
+
+    /// An empty volume of `geometry`: no slice present.
+    pub fn new(geometry: VolumeGeometry) -> Self {
+        let n = geometry.dims.iter().product();
+        Volume {
+            voxels: Voxels::I16(vec![BLANK_I16; n]),
+            present: vec![false; geometry.dims[2]],
+            geometry,
+        }
+    }
+
+    /// Whether slice `k` is filled.
+    pub fn has_slice(&self, k: usize) -> bool {
+        self.present.get(k).copied().unwrap_or(false)
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.present.iter().all(|p| *p)
+    }
+
+    /// Fills slice `k` with `frame`'s modality values.
+    pub fn set_slice(&mut self, k: usize, frame: &Frame) -> Result<()> {
+        let [cols, rows, slices] = self.geometry.dims;
+        if k >= slices || frame.rows as usize != rows || frame.cols as usize != cols {
+            return Err(Error::Geometry(format!(
+                "slice {k} of {}×{} does not fit a volume of {cols}×{rows}×{slices}",
+                frame.cols, frame.rows
+            )));
+        }
+        if frame.is_color() {
+            return Err(Error::Geometry("colour images do not make a volume".into()));
+        }
+        let n = rows * cols;
+        let values: Vec<f64> = (0..n)
+            .map(|i| {
+                frame
+                    .samples
+                    .get(i)
+                    .map_or(f64::NAN, |s| frame.modality.apply(s as f64))
+            })
+            .collect();
+        let whole = values
+            .iter()
+            .all(|v| v.fract() == 0.0 && *v > f64::from(BLANK_I16) && *v <= f64::from(i16::MAX));
+        if !whole && let Voxels::I16(v) = &self.voxels {
+            // Values that are not whole numbers in range: the volume goes to f32.
+            self.voxels = Voxels::F32(
+                v.iter()
+                    .map(|x| {
+                        if *x == BLANK_I16 {
+                            f32::NAN
+                        } else {
+                            f32::from(*x)
+                        }
+                    })
+                    .collect(),
+            );
+        }
+        let at = k * n;
+        match &mut self.voxels {
+            Voxels::I16(v) => {
+                for (o, x) in v.iter_mut().skip(at).take(n).zip(&values) {
+                    *o = *x as i16;
+                }
+            }
+            Voxels::F32(v) => {
+                for (o, x) in v.iter_mut().skip(at).take(n).zip(&values) {
+                    *o = *x as f32;
+                }
+            }
+        }
+        if let Some(p) = self.present.get_mut(k) {
+            *p = true;
+        }
+        Ok(())
+    }
+
+    /// Bytes held by the voxels.
+    pub fn byte_len(&self) -> usize {
+        match &self.voxels {
+            Voxels::I16(v) => v.len() * 2,
+            Voxels::F32(v) => v.len() * 4,
+        }
+    }
+
+    /// The value of voxel (column, row, slice); `None` outside or not yet decoded.
+    pub fn voxel(&self, i: usize, j: usize, k: usize) -> Option<f32> {
+        let [cols, rows, slices] = self.geometry.dims;
+        if i >= cols || j >= rows || k >= slices || !self.has_slice(k) {
+            return None;
+        }
+        let at = (k * rows + j) * cols + i;
+        match &self.voxels {
+            Voxels::I16(v) => v.get(at).map(|x| f32::from(*x)),
+            Voxels::F32(v) => v.get(at).copied(),
+        }
+    }
+
+    /// The volume's value at patient point `p` (mm), trilinear between the 8 voxels around it; `None`
+    /// outside the volume or next to a missing slice.
+    pub fn sample(&self, p: [f64; 3]) -> Option<f32> {
+        let g = &self.geometry;
+        let d = [p[0] - g.origin[0], p[1] - g.origin[1], p[2] - g.origin[2]];
+        let f = [
+            dot(d, g.row_dir) / g.spacing[0],
+            dot(d, g.col_dir) / g.spacing[1],
+            dot(d, g.normal) / g.spacing[2],
+        ];
+        let mut base = [0usize; 3];
+        let mut frac = [0f64; 3];
+        for a in 0..3 {
+            let last = g.dims[a].saturating_sub(1) as f64;
+            // A hair past the edge still samples the edge voxel (rounding of the plane's corners).
+            if !(f[a] >= -1e-6 && f[a] <= last + 1e-6) {
+                return None;
+            }
+            let x = f[a].clamp(0.0, last);
+            let b = x.floor().min((last - 1.0).max(0.0));
+            base[a] = b as usize;
+            frac[a] = x - b;
+        }
+        let mut acc = 0f64;
+        for corner in 0..8 {
+            let o = [corner & 1, (corner >> 1) & 1, (corner >> 2) & 1];
+            let w: f64 = (0..3)
+                .map(|a| if o[a] == 1 { frac[a] } else { 1.0 - frac[a] })
+                .product();
+            if w == 0.0 {
+                continue;
+            }
+            let v = self.voxel(base[0] + o[0], base[1] + o[1], base[2] + o[2])?;
+            if v.is_nan() {
+                return None;
+            }
+            acc += w * f64::from(v);
+        }
+        Some(acc as f32)
+    }
+
+    /// The volume along `plane`: each pixel sampled trilinearly; with a slab, samples every
+    /// `min(spacing)` mm across its thickness along the plane's normal, combined by its mode.
+    pub fn reslice(&self, plane: &Plane, slab: Slab) -> Resliced {
+        let step = self
+            .geometry
+            .spacing
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min)
+            .max(1e-3);
+        let n = plane.normal();
+        let count = if slab.thickness_mm > 0.0 {
+            ((slab.thickness_mm / step).round() as usize).max(1) + 1
+        } else {
+            1
+        };
+        let offsets: Vec<f64> = (0..count)
+            .map(|s| {
+                if count == 1 {
+                    0.0
+                } else {
+                    -slab.thickness_mm / 2.0 + slab.thickness_mm * s as f64 / (count - 1) as f64
+                }
+            })
+            .collect();
+        let mut values = vec![f32::NAN; plane.rows * plane.columns];
+        values
+            .par_chunks_mut(plane.columns.max(1))
+            .enumerate()
+            .for_each(|(r, row)| {
+                for (c, out) in row.iter_mut().enumerate() {
+                    let p = plane.point(r as f64, c as f64);
+                    let mut got: Option<f64> = None;
+                    let mut inside = 0usize;
+                    for t in &offsets {
+                        let Some(v) = self.sample(add(p, scale(n, *t))) else {
+                            continue;
+                        };
+                        let v = f64::from(v);
+                        inside += 1;
+                        got = Some(match (got, slab.mode) {
+                            (None, _) => v,
+                            (Some(g), SlabMode::Mip) => g.max(v),
+                            (Some(g), SlabMode::MinIp) => g.min(v),
+                            (Some(g), SlabMode::Mean) => g + v,
+                        });
+                    }
+                    if let Some(g) = got {
+                        *out = if slab.mode == SlabMode::Mean {
+                            (g / inside as f64) as f32
+                        } else {
+                            g as f32
+                        };
+                    }
+                }
+            });
+        Resliced {
+            plane: plane.clone(),
+            values,
+        }
+    }
+
+    /// The centre of the volume in patient mm.
+    pub fn centre(&self) -> [f64; 3] {
+        let g = &self.geometry;
+        let mut p = g.origin;
+        for (axis, dir) in [g.row_dir, g.col_dir, g.normal].into_iter().enumerate() {
+            let half = g.dims[axis].saturating_sub(1) as f64 * g.spacing[axis] / 2.0;
+            p = add(p, scale(dir, half));
+        }
+        p
+    }
+}
