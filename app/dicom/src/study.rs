@@ -82,6 +82,18 @@ impl Series {
         inst.frame_geometry.get(f as usize)?.as_ref()
     }
 
+    /// The frame whose plane passes nearest to patient point `p` (mm), and its distance from that
+    /// plane; `None` when no frame has a position.
+    pub fn nearest_frame(&self, p: [f64; 3]) -> Option<(usize, f64)> {
+        (0..self.frames.len())
+            .filter_map(|j| {
+                let g = self.geometry_of(j)?;
+                let d = crate::geometry::dot(g.normal(), p) - g.distance_along_normal();
+                Some((j, d.abs()))
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
     /// A short human label: "CT 3: Chest 1.25 mm (120 images)".
     pub fn label(&self) -> String {
         let num = self.number.map(|n| format!(" {n}")).unwrap_or_default();

@@ -252,3 +252,34 @@ fn anisotropic_voxels_resample_a_ramp_exactly_on_any_plane() {
     assert!((at(SlabMode::Mean) - centre_value).abs() <= 0.26);
     assert!(v.byte_len() == 20 * 16 * 12 * 4, "halves are kept as f32");
 }
+
+#[test]
+fn the_nearest_slice_to_a_point_is_the_one_its_plane_passes_closest_to() {
+    let tree = radclip_dicom::scan(&workspace().join("assets/demo")).unwrap();
+    let series = tree.series().find(|s| s.modality == "CT").unwrap();
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("assets/demo/truth.json")).unwrap(),
+    )
+    .unwrap();
+    for lesion in truth["lesions"].as_array().unwrap() {
+        let c: Vec<f64> = lesion["center_mm"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
+        let (k, d) = series.nearest_frame([c[0], c[1], c[2]]).unwrap();
+        assert!(d <= 2.0, "{d} mm from the nearest slice (4 mm apart)");
+        // truth.json numbers slices as the files are (CT0001.dcm, the most superior, is 1).
+        let slices: Vec<u64> = lesion["slices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        let (inst, _) = series.instance_of(k).unwrap();
+        let name = inst.path.file_stem().unwrap().to_str().unwrap();
+        let number: u64 = name.trim_start_matches("CT").parse().unwrap();
+        assert!(slices.contains(&number), "{name} for slices {slices:?}");
+    }
+}

@@ -52,14 +52,7 @@ impl ViewerApp {
             if entry.series.frame_of_reference.as_deref() != Some(for_uid.as_str()) {
                 continue;
             }
-            let best = (0..entry.series.frames.len())
-                .filter_map(|j| {
-                    let g = entry.series.geometry_of(j)?;
-                    let d = dicom::geometry::dot(g.normal(), pos) - g.distance_along_normal();
-                    Some((j, d.abs()))
-                })
-                .min_by(|a, b| a.1.total_cmp(&b.1));
-            if let Some((j, _)) = best {
+            if let Some((j, _)) = entry.series.nearest_frame(pos) {
                 other.slice = j;
             }
         }
