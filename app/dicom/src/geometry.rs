@@ -117,6 +117,24 @@ pub fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     ]
 }
 
+/// The patient direction a unit vector points to, as DICOM's letters (PS3.3 C.7.6.1.1.1): L/R along
+/// x, P/A along y, H/F along z, strongest first, an axis named only when it carries a quarter or more
+/// of the vector ("L", or "LP" for an oblique direction). Empty for a zero vector.
+pub fn orientation_letters(v: [f64; 3]) -> String {
+    let n = dot(v, v).sqrt();
+    if !(n.is_finite() && n > 1e-9) {
+        return String::new();
+    }
+    let mut axes: Vec<(f64, char)> = [('L', 'R'), ('P', 'A'), ('H', 'F')]
+        .iter()
+        .zip(v)
+        .map(|((plus, minus), c)| (c.abs() / n, if c >= 0.0 { *plus } else { *minus }))
+        .filter(|(w, _)| *w >= 0.25)
+        .collect();
+    axes.sort_by(|a, b| b.0.total_cmp(&a.0));
+    axes.into_iter().map(|(_, c)| c).collect()
+}
+
 /// A series whose frames form a regular grid in patient space.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VolumeGeometry {

@@ -61,6 +61,28 @@ impl ViewTransform {
     }
 }
 
+impl ViewTransform {
+    /// The patient directions at the right, left, top and bottom edges of the viewport (DICOM's
+    /// letters: L/R, P/A, H/F), for an image whose rows run along `row_dir` and columns down
+    /// `col_dir`, through the view's rotation and flips.
+    pub fn edge_letters(&self, row_dir: [f64; 3], col_dir: [f64; 3]) -> [String; 4] {
+        let c = self.image_from_screen(self.rect.center());
+        let step = |d: Vec2| -> [f64; 3] {
+            let v = self.image_from_screen(self.rect.center() + d) - c;
+            let (x, y) = (f64::from(v.x), f64::from(v.y));
+            [
+                x * row_dir[0] + y * col_dir[0],
+                x * row_dir[1] + y * col_dir[1],
+                x * row_dir[2] + y * col_dir[2],
+            ]
+        };
+        let letters = radclip_dicom::geometry::orientation_letters;
+        let (r, d) = (step(vec2(1.0, 0.0)), step(vec2(0.0, 1.0)));
+        let neg = |v: [f64; 3]| [-v[0], -v[1], -v[2]];
+        [letters(r), letters(neg(r)), letters(neg(d)), letters(d)]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +124,38 @@ mod tests {
         };
         let s = t.screen_from_image(pos2(0.0, 0.0));
         assert!((s - pos2(100.0, 0.0)).length() < 1e-4, "{s:?}");
+    }
+
+    #[test]
+    fn edge_letters_follow_the_direction_cosines_through_rotation_and_flips() {
+        let mut t = ViewTransform {
+            rect: Rect::from_min_size(pos2(0.0, 0.0), vec2(200.0, 100.0)),
+            image_size: vec2(64.0, 64.0),
+            zoom: 1.0,
+            pan: Vec2::ZERO,
+            rotation: 0,
+            flip_h: false,
+            flip_v: false,
+        };
+        // An axial image (rows to the patient's left, columns posterior), viewed from the feet.
+        let axial = ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0]);
+        assert_eq!(t.edge_letters(axial.0, axial.1), ["L", "R", "A", "P"]);
+        // A quarter turn clockwise: what was at the top is on the right.
+        t.rotation = 1;
+        assert_eq!(t.edge_letters(axial.0, axial.1), ["A", "P", "R", "L"]);
+        t.rotation = 0;
+        t.flip_h = true;
+        assert_eq!(t.edge_letters(axial.0, axial.1), ["R", "L", "A", "P"]);
+        // A coronal image, and an oblique one tilted 30° about the patient's x axis.
+        t.flip_h = false;
+        assert_eq!(
+            t.edge_letters([1.0, 0.0, 0.0], [0.0, 0.0, -1.0]),
+            ["L", "R", "H", "F"]
+        );
+        let (s, c) = (0.5f64, 0.75f64.sqrt());
+        assert_eq!(
+            t.edge_letters([1.0, 0.0, 0.0], [0.0, s, -c]),
+            ["L", "R", "HA", "FP"]
+        );
     }
 }

@@ -414,6 +414,50 @@ impl ViewerApp {
             col,
             half,
         );
+        if let Some(g) = e.series.geometry_of(v.slice) {
+            orientation_letters(painter, rect, t, g.row_dir(), g.col_dir(), col);
+        }
+    }
+}
+
+/// The patient directions at the middle of each edge of the viewport (A/P, R/L, H/F), from the image's
+/// direction cosines through the view's rotation and flips.
+fn orientation_letters(
+    painter: &egui::Painter,
+    rect: Rect,
+    t: &ViewTransform,
+    row_dir: [f64; 3],
+    col_dir: [f64; 3],
+    colour: Color32,
+) {
+    let [r, l, top, bottom] = t.edge_letters(row_dir, col_dir);
+    let font = egui::FontId::proportional(15.0);
+    let m = 4.0;
+    for (at, align, text) in [
+        (
+            pos2(rect.right() - m - 10.0, rect.center().y),
+            egui::Align2::RIGHT_CENTER,
+            r,
+        ),
+        (
+            pos2(rect.left() + m, rect.center().y),
+            egui::Align2::LEFT_CENTER,
+            l,
+        ),
+        (
+            pos2(rect.center().x, rect.top() + m),
+            egui::Align2::CENTER_TOP,
+            top,
+        ),
+        (
+            pos2(rect.center().x, rect.bottom() - m),
+            egui::Align2::CENTER_BOTTOM,
+            bottom,
+        ),
+    ] {
+        if !text.is_empty() {
+            painter.text(at, align, text, font.clone(), colour);
+        }
     }
 }
 
