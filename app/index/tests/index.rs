@@ -431,3 +431,41 @@ fn the_graph_finds_what_the_scan_finds_and_is_saved_with_the_rows() {
     assert_eq!(grown.approximate(), None);
     assert_eq!(*grown.search(&queries[0], 1).unwrap()[0].item, n);
 }
+
+#[test]
+fn a_loaded_index_scores_its_f16_rows_exactly() {
+    // Several parallel blocks, and a dimension that is not a multiple of 16 (the vector loop's tail).
+    let (n, dim) = (700, 37);
+    let mut r = stream(31);
+    let mut idx = Index::new(dim);
+    for i in 0..n {
+        let v: Vec<f32> = (0..dim).map(|_| r()).collect();
+        idx.add(&v, i).unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f16.idx");
+    idx.save(&path).unwrap();
+    let back: Index<usize> = Index::load(&path).unwrap();
+    for _ in 0..5 {
+        let q: Vec<f32> = (0..dim).map(|_| r()).collect();
+        let got = back.search_exact(&q, n).unwrap();
+        // The score is the stored (f16) row's dot product with the unit query (an f16 row's norm is
+        // 1 only to f16's precision).
+        let qn = q.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+        for h in &got {
+            let row = back.row(h.position).unwrap();
+            let want: f64 = row
+                .iter()
+                .zip(&q)
+                .map(|(a, b)| f64::from(*a) * f64::from(*b))
+                .sum::<f64>()
+                / qn;
+            assert!(
+                (f64::from(h.score) - want).abs() < 1e-5,
+                "{} vs {want}",
+                h.score
+            );
+        }
+        assert!(got.windows(2).all(|w| w[0].score >= w[1].score));
+    }
+}
