@@ -14,6 +14,36 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The demo CT's lesions from its truth.json: centre (mm), diameter (mm), HU, the slices it crosses
+/// (numbered as the files are), and its kind.
+fn lesions() -> Vec<([f64; 3], f64, f64, Vec<u64>, String)> {
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace().join("assets/demo/truth.json")).unwrap(),
+    )
+    .unwrap();
+    let num = |v: &serde_json::Value| v.as_f64().unwrap();
+    truth["lesions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let c: Vec<f64> = l["center_mm"].as_array().unwrap().iter().map(num).collect();
+            let slices = l["slices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap());
+            (
+                [c[0], c[1], c[2]],
+                num(&l["diameter_mm"]),
+                num(&l["hu"]),
+                slices.collect(),
+                l["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 /// The demo CT as a volume, every slice decoded.
 fn demo_ct() -> Volume {
     let tree = radclip_dicom::scan(&workspace().join("assets/demo")).unwrap();
@@ -74,23 +104,8 @@ fn width(profile: &[(f64, f32)], lesion_hu: f64, spacing: f64) -> f64 {
 #[test]
 fn the_demo_lesions_measure_their_diameter_on_every_plane() {
     let v = demo_ct();
-    let truth: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(workspace().join("assets/demo/truth.json")).unwrap(),
-    )
-    .unwrap();
     let mut measured = 0;
-    for lesion in truth["lesions"].as_array().unwrap() {
-        let c: Vec<f64> = lesion["center_mm"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
-        let c = [c[0], c[1], c[2]];
-        let (d, hu) = (
-            lesion["diameter_mm"].as_f64().unwrap(),
-            lesion["hu"].as_f64().unwrap(),
-        );
+    for (c, d, hu, _, name) in lesions() {
         for kind in [PlaneKind::Axial, PlaneKind::Coronal, PlaneKind::Sagittal] {
             let plane = Plane::standard(kind, &v.geometry, c, 0.5);
             let out = v.reslice(&plane, Slab::default());
@@ -138,13 +153,11 @@ fn the_demo_lesions_measure_their_diameter_on_every_plane() {
                     .sum();
                 let got = width(&profile, hu, spacing);
                 eprintln!(
-                    "{} on the {kind:?} plane along {dir:?}: {got:.2} mm for {d} (spacing {spacing:.2})",
-                    lesion["kind"]
+                    "{name} on the {kind:?} plane along {dir:?}: {got:.2} mm for {d} (spacing {spacing:.2})"
                 );
                 assert!(
                     (got - d).abs() <= spacing,
-                    "{} on the {kind:?} plane along {dir:?}: {got:.2} mm for {d}",
-                    lesion["kind"]
+                    "{name} on the {kind:?} plane along {dir:?}: {got:.2} mm for {d}"
                 );
                 measured += 1;
             }
@@ -257,26 +270,10 @@ fn anisotropic_voxels_resample_a_ramp_exactly_on_any_plane() {
 fn the_nearest_slice_to_a_point_is_the_one_its_plane_passes_closest_to() {
     let tree = radclip_dicom::scan(&workspace().join("assets/demo")).unwrap();
     let series = tree.series().find(|s| s.modality == "CT").unwrap();
-    let truth: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(workspace().join("assets/demo/truth.json")).unwrap(),
-    )
-    .unwrap();
-    for lesion in truth["lesions"].as_array().unwrap() {
-        let c: Vec<f64> = lesion["center_mm"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_f64().unwrap())
-            .collect();
-        let (k, d) = series.nearest_frame([c[0], c[1], c[2]]).unwrap();
+    for (c, _, _, slices, _) in lesions() {
+        let (k, d) = series.nearest_frame(c).unwrap();
         assert!(d <= 2.0, "{d} mm from the nearest slice (4 mm apart)");
         // truth.json numbers slices as the files are (CT0001.dcm, the most superior, is 1).
-        let slices: Vec<u64> = lesion["slices"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap())
-            .collect();
         let (inst, _) = series.instance_of(k).unwrap();
         let name = inst.path.file_stem().unwrap().to_str().unwrap();
         let number: u64 = name.trim_start_matches("CT").parse().unwrap();

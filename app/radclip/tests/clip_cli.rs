@@ -3,6 +3,9 @@
 //! OpenAI's full vocabulary (`tests/fixtures/clip/make_cli_model.py`).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::npy_f32;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -468,31 +471,6 @@ fn a_reference_set_calibrates_single_pairs_only() {
     assert!(!out.status.success());
     assert!(err.contains("two or more images"), "{err}");
     assert!(!tmp.path().join("none.safetensors").exists());
-}
-
-/// The values of a float32 `.npy` file written by radclip, with its shape.
-fn npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..6], b"\x93NUMPY");
-    let n = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = String::from_utf8(bytes[10..10 + n].to_vec()).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{header}");
-    let shape = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap()
-        .split(',')
-        .filter(|s| !s.trim().is_empty())
-        .map(|s| s.trim().parse().unwrap())
-        .collect();
-    let values = bytes[10 + n..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-        .collect();
-    (shape, values)
 }
 
 #[test]

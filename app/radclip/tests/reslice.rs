@@ -3,6 +3,9 @@
 //! and a tilted or unknown plane is refused with a sentence.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+use common::npy_f32;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -15,30 +18,6 @@ fn radclip(args: &[&str]) -> std::process::Output {
         .args(args)
         .output()
         .unwrap()
-}
-
-/// The float32 values of a 2-D .npy file and its shape.
-fn npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..6], b"\x93NUMPY");
-    let header_len = u16::from_le_bytes([bytes[8], bytes[9]]) as usize;
-    let header = std::str::from_utf8(&bytes[10..10 + header_len]).unwrap();
-    assert!(header.contains("'descr': '<f4'"), "{header}");
-    let shape: Vec<usize> = header
-        .split("'shape': (")
-        .nth(1)
-        .unwrap()
-        .split(')')
-        .next()
-        .unwrap()
-        .split(',')
-        .filter_map(|x| x.trim().parse().ok())
-        .collect();
-    let values = bytes[10 + header_len..]
-        .chunks_exact(4)
-        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
-    (shape, values)
 }
 
 #[test]
@@ -81,7 +60,7 @@ fn a_coronal_plane_through_a_lesion_reads_its_hu_at_its_centre() {
         v["rows"].as_u64().unwrap() as usize,
         v["columns"].as_u64().unwrap() as usize,
     );
-    let (shape, values) = npy(&raw);
+    let (shape, values) = npy_f32(&raw);
     assert_eq!(shape, [rows, cols]);
     // The lesion's centre is a pixel: (x − x0) / spacing along the row, (z0 − z) down the column.
     let c = ((-70.0 - origin[0]) / sp[1]).round() as usize;
