@@ -14,9 +14,17 @@ fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The demo CT's lesions from its truth.json: centre (mm), diameter (mm), HU, the slices it crosses
-/// (numbered as the files are), and its kind.
-fn lesions() -> Vec<([f64; 3], f64, f64, Vec<u64>, String)> {
+/// A lesion of the demo CT's truth.json.
+struct Lesion {
+    centre: [f64; 3],
+    diameter: f64,
+    hu: f64,
+    /// The slices it crosses, numbered as the files are.
+    slices: Vec<u64>,
+    kind: String,
+}
+
+fn lesions() -> Vec<Lesion> {
     let truth: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(workspace().join("assets/demo/truth.json")).unwrap(),
     )
@@ -33,13 +41,13 @@ fn lesions() -> Vec<([f64; 3], f64, f64, Vec<u64>, String)> {
                 .unwrap()
                 .iter()
                 .map(|x| x.as_u64().unwrap());
-            (
-                [c[0], c[1], c[2]],
-                num(&l["diameter_mm"]),
-                num(&l["hu"]),
-                slices.collect(),
-                l["kind"].as_str().unwrap().to_string(),
-            )
+            Lesion {
+                centre: [c[0], c[1], c[2]],
+                diameter: num(&l["diameter_mm"]),
+                hu: num(&l["hu"]),
+                slices: slices.collect(),
+                kind: l["kind"].as_str().unwrap().to_string(),
+            }
         })
         .collect()
 }
@@ -105,7 +113,14 @@ fn width(profile: &[(f64, f32)], lesion_hu: f64, spacing: f64) -> f64 {
 fn the_demo_lesions_measure_their_diameter_on_every_plane() {
     let v = demo_ct();
     let mut measured = 0;
-    for (c, d, hu, _, name) in lesions() {
+    for Lesion {
+        centre: c,
+        diameter: d,
+        hu,
+        kind: name,
+        ..
+    } in lesions()
+    {
         for kind in [PlaneKind::Axial, PlaneKind::Coronal, PlaneKind::Sagittal] {
             let plane = Plane::standard(kind, &v.geometry, c, 0.5);
             let out = v.reslice(&plane, Slab::default());
@@ -270,7 +285,10 @@ fn anisotropic_voxels_resample_a_ramp_exactly_on_any_plane() {
 fn the_nearest_slice_to_a_point_is_the_one_its_plane_passes_closest_to() {
     let tree = radclip_dicom::scan(&workspace().join("assets/demo")).unwrap();
     let series = tree.series().find(|s| s.modality == "CT").unwrap();
-    for (c, _, _, slices, _) in lesions() {
+    for Lesion {
+        centre: c, slices, ..
+    } in lesions()
+    {
         let (k, d) = series.nearest_frame(c).unwrap();
         assert!(d <= 2.0, "{d} mm from the nearest slice (4 mm apart)");
         // truth.json numbers slices as the files are (CT0001.dcm, the most superior, is 1).
