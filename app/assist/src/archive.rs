@@ -91,29 +91,29 @@ pub fn read_reports(path: &Path) -> Result<Vec<ArchiveReport>, ArchiveError> {
             source,
         })
     };
+    // Each file with its kind, found once (an SR is known by opening its header).
     let mut files = Vec::new();
     if path.is_dir() {
         walk(path, &mut files)?;
-    } else if kind_of_file(path).is_some() {
-        files.push(path.to_path_buf());
+    } else if let Some(k) = kind_of_file(path) {
+        files.push((path.to_path_buf(), k));
     } else {
         return Err(ArchiveError::Unknown {
             path: path.to_path_buf(),
         });
     }
-    files.sort();
+    files.sort_by(|a, b| a.0.cmp(&b.0));
     let (mut out, mut srs) = (Vec::new(), Vec::new());
-    for f in files {
+    for (f, kind) in files {
         let name = f.display().to_string();
-        match kind_of_file(&f) {
-            Some(Kind::Text) => out.extend(from_text(&name, &read(&f)?)),
-            Some(Kind::OpenI) => out.extend(from_open_i(&name, &read(&f)?)),
-            Some(Kind::Csv) => out.extend(from_csv(&f)?),
-            Some(Kind::Sr) => {
+        match kind {
+            Kind::Text => out.extend(from_text(&name, &read(&f)?)),
+            Kind::OpenI => out.extend(from_open_i(&name, &read(&f)?)),
+            Kind::Csv => out.extend(from_csv(&f)?),
+            Kind::Sr => {
                 let doc = radclip_dicom::sr::SrDocument::read(&f)?;
                 srs.extend(from_text(&name, &doc.text()));
             }
-            None => {}
         }
     }
     Ok(with_srs(out, srs))
@@ -183,7 +183,7 @@ fn kind(p: &Path) -> Option<Kind> {
     }
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ArchiveError> {
+fn walk(dir: &Path, out: &mut Vec<(PathBuf, Kind)>) -> Result<(), ArchiveError> {
     let entries = std::fs::read_dir(dir).map_err(|source| ArchiveError::Read {
         path: dir.to_path_buf(),
         source,
@@ -200,8 +200,8 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ArchiveError> {
             .is_some_and(|n| n.to_string_lossy().starts_with('.'));
         if p.is_dir() && !hidden {
             walk(&p, out)?;
-        } else if kind_of_file(&p).is_some() {
-            out.push(p);
+        } else if let Some(k) = kind_of_file(&p) {
+            out.push((p, k));
         }
     }
     Ok(())

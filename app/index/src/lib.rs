@@ -544,9 +544,21 @@ impl<T> Index<T> {
         let (dim, nq) = (self.dim.max(1), qs.len().max(1));
         let mut scores = vec![0f32; self.items.len() * nq];
         let avx2 = has_avx2_fma();
+        // Each query's dot products with a block of `n` rows (by `dot`), into the block's scores.
+        let per_query =
+            |n: usize, out: &mut [f32], one: &mut Vec<f32>, dot: &dyn Fn(&[f32], &mut [f32])| {
+                one.resize(n, 0.0);
+                for (qi, q) in qs.iter().enumerate() {
+                    dot(q, one);
+                    for (r, v) in one.iter().enumerate() {
+                        if let Some(o) = out.get_mut(r * nq + qi) {
+                            *o = *v;
+                        }
+                    }
+                }
+            };
         let block = |rows: &[f32], out: &mut [f32], one: &mut Vec<f32>| {
-            one.resize(rows.len() / dim, 0.0);
-            for (qi, q) in qs.iter().enumerate() {
+            per_query(rows.len() / dim, out, one, &|q, one| {
                 #[cfg(target_arch = "x86_64")]
                 if avx2 {
                     // SAFETY: the CPU has AVX2 and FMA (checked at run time by `has_avx2_fma`).
@@ -556,12 +568,7 @@ impl<T> Index<T> {
                 }
                 #[cfg(not(target_arch = "x86_64"))]
                 dots(rows, q, one);
-                for (r, v) in one.iter().enumerate() {
-                    if let Some(o) = out.get_mut(r * nq + qi) {
-                        *o = *v;
-                    }
-                }
-            }
+            })
         };
         match &self.rows {
             Rows::F32(rows) => scores
@@ -578,17 +585,11 @@ impl<T> Index<T> {
                         |(one, wide), (out, halves)| {
                             #[cfg(target_arch = "x86_64")]
                             if fused {
-                                one.resize(halves.len() / dim, 0.0);
                                 let bits: &[u16] = halves.reinterpret_cast();
-                                for (qi, q) in qs.iter().enumerate() {
+                                per_query(halves.len() / dim, out, one, &|q, one| {
                                     // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
                                     unsafe { dots_f16_avx2(bits, q, one) };
-                                    for (r, v) in one.iter().enumerate() {
-                                        if let Some(o) = out.get_mut(r * nq + qi) {
-                                            *o = *v;
-                                        }
-                                    }
-                                }
+                                });
                                 return;
                             }
                             wide.resize(halves.len(), 0.0);
