@@ -23,5 +23,7 @@ pub use geometry::{FrameGeometry, SpacingSource, VolumeGeometry};
 pub use loader::{FrameCache, FrameKey, LoadEvent, Loader};
 pub use lut::VoiLut;
 pub use pixel::{ColorModel, Frame, ModalityLut, Samples, Voi, VoiFunction, Window};
-pub use render::{DisplayLut, Rendered, display_lut, lut_indices, render, render_voi};
+pub use render::{
+    DisplayLut, Rendered, display_lut, lut_indices, render, render_values, render_voi,
+};
 pub use study::{Instance, Patient, Series, Study, StudyTree, scan};

@@ -76,6 +76,30 @@ pub fn render_voi(frame: &Frame, voi: Option<&Voi>) -> Rendered {
     }
 }
 
+/// Modality values (a resliced plane's; NaN where there is no image) as display pixels through `window`
+/// and its function: the CPU reference of the GPU reslicer, and what `radclip reslice` writes. NaN is
+/// black, inverted or not.
+pub fn render_values(
+    values: &[f32],
+    rows: u32,
+    cols: u32,
+    (window, function): (Window, VoiFunction),
+    invert: bool,
+) -> Rendered {
+    let data = values
+        .par_iter()
+        .map(|v| {
+            if v.is_nan() {
+                return 0;
+            }
+            let y = function.apply(f64::from(*v), window);
+            let y = if invert { 1.0 - y } else { y };
+            (y * 255.0).round().clamp(0.0, 255.0) as u8
+        })
+        .collect();
+    Rendered::Grey { rows, cols, data }
+}
+
 /// Stored value → display byte: modality LUT, VOI, presentation (MONOCHROME1 / INVERSE).
 fn to_display(frame: &Frame, voi: &Voi, invert: bool, stored: i64) -> u8 {
     let y = voi.apply(frame.modality.apply(stored as f64));

@@ -7,12 +7,15 @@
 //! centre of its first pixel, a unit vector along a row and one down a column (as
 //! ImageOrientationPatient), and the spacing between rows and between columns.
 
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::geometry::{VolumeGeometry, cross, dot};
-use crate::pixel::Frame;
+use crate::pixel::{Frame, VoiFunction, Window};
 use crate::study::Series;
 
 /// Voxels as stored: 16-bit where every modality value is a whole number in range (CT in HU), which
@@ -163,6 +166,25 @@ impl Plane {
             col = scale(col, -1.0);
         }
         Some(Self::covering(row, col, volume, through, spacing))
+    }
+
+    /// A view's plane: rows along `row`, columns down `col` (made orthonormal), through `through`, covering
+    /// the volume around the projection of its centre, so that the picture stays put while the plane moves
+    /// along its normal. `None` when the axes are parallel or zero.
+    pub fn view(
+        row: [f64; 3],
+        col: [f64; 3],
+        volume: &VolumeGeometry,
+        through: [f64; 3],
+        spacing: f64,
+    ) -> Option<Self> {
+        let row = unit(row)?;
+        let col = unit(add(col, scale(row, -dot(col, row))))?;
+        let n = cross(row, col);
+        let c = volume_centre(volume);
+        let d = [through[0] - c[0], through[1] - c[1], through[2] - c[2]];
+        let on_plane = add(c, scale(n, dot(d, n)));
+        Some(Self::covering(row, col, volume, on_plane, spacing))
     }
 
     fn covering(
@@ -353,8 +375,9 @@ impl Volume {
         let mut frac = [0f64; 3];
         for a in 0..3 {
             let last = g.dims[a].saturating_sub(1) as f64;
-            // A hair past the edge still samples the edge voxel (rounding of the plane's corners).
-            if !(f[a] >= -1e-6 && f[a] <= last + 1e-6) {
+            // A thousandth of a voxel past the edge still samples the edge voxel (rounding of the
+            // plane's corners, in f32 on the GPU).
+            if !(f[a] >= -1e-3 && f[a] <= last + 1e-3) {
                 return None;
             }
             let x = f[a].clamp(0.0, last);
@@ -444,12 +467,112 @@ impl Volume {
 
     /// The centre of the volume in patient mm.
     pub fn centre(&self) -> [f64; 3] {
-        let g = &self.geometry;
-        let mut p = g.origin;
-        for (axis, dir) in [g.row_dir, g.col_dir, g.normal].into_iter().enumerate() {
-            let half = g.dims[axis].saturating_sub(1) as f64 * g.spacing[axis] / 2.0;
-            p = add(p, scale(dir, half));
+        volume_centre(&self.geometry)
+    }
+
+    /// Slice `k`'s voxels when the volume is 16-bit (what a GPU texture takes); `None` for f32 volumes.
+    /// A voxel not yet decoded is [`BLANK_I16`].
+    pub fn slice_i16(&self, k: usize) -> Option<&[i16]> {
+        let n = self.geometry.dims[0] * self.geometry.dims[1];
+        match &self.voxels {
+            Voxels::I16(v) => v.get(k * n..(k + 1) * n),
+            Voxels::F32(_) => None,
         }
-        p
+    }
+
+    /// The slices not (yet) filled.
+    pub fn missing_slices(&self) -> Vec<usize> {
+        (0..self.present.len())
+            .filter(|k| !self.present[*k])
+            .collect()
+    }
+}
+
+/// The voxel value a 16-bit volume holds where no slice has been decoded.
+pub const BLANK_VOXEL: i16 = BLANK_I16;
+
+fn volume_centre(g: &VolumeGeometry) -> [f64; 3] {
+    let mut p = g.origin;
+    for (axis, dir) in [g.row_dir, g.col_dir, g.normal].into_iter().enumerate() {
+        let half = g.dims[axis].saturating_sub(1) as f64 * g.spacing[axis] / 2.0;
+        p = add(p, scale(dir, half));
+    }
+    p
+}
+
+/// What [`fill`] did: the first decoded slice's own window, and the slices that failed with why.
+#[derive(Debug, Default)]
+pub struct Filled {
+    pub window: Option<(Window, VoiFunction)>,
+    pub failed: Vec<(usize, String)>,
+}
+
+/// Decodes every frame of `series` on the rayon pool and writes it into `volume` as soon as it is
+/// decoded, so a reader sees the slices arrive (each file is read once, whatever its frame count).
+/// `progress` gets the number of slices done; `cancel` stops it between files. A file that fails
+/// leaves its slices blank and is listed.
+pub fn fill(
+    series: &Series,
+    volume: &RwLock<Volume>,
+    cancel: &AtomicBool,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Filled {
+    // Display index by file, in display order of each file's first slice.
+    let mut files: Vec<(&std::path::Path, Vec<(usize, u32)>)> = Vec::new();
+    let mut at: std::collections::HashMap<&std::path::Path, usize> = Default::default();
+    for k in 0..series.frames.len() {
+        let Some((inst, f)) = series.instance_of(k) else {
+            continue;
+        };
+        let i = *at.entry(&*inst.path).or_insert_with(|| {
+            files.push((&*inst.path, Vec::new()));
+            files.len() - 1
+        });
+        if let Some(slot) = files.get_mut(i) {
+            slot.1.push((k, f));
+        }
+    }
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let window = std::sync::Mutex::new(None);
+    let failed = std::sync::Mutex::new(Vec::new());
+    files.par_iter().for_each(|(path, slices)| {
+        if cancel.load(Ordering::Relaxed) {
+            return;
+        }
+        let fail = |why: String| {
+            if let Ok(mut f) = failed.lock() {
+                f.extend(slices.iter().map(|(k, _)| (*k, why.clone())));
+            }
+        };
+        let frames = match crate::pixel::decode_image_file(path) {
+            Ok(f) => f,
+            Err(e) => return fail(e.to_string()),
+        };
+        for (k, f) in slices {
+            let Some(frame) = frames.get(*f as usize) else {
+                fail(format!("{} lacks frame {f}", path.display()));
+                continue;
+            };
+            let written = match volume.write() {
+                Ok(mut v) => v.set_slice(*k, frame),
+                Err(_) => return,
+            };
+            if let Err(e) = written {
+                fail(e.to_string());
+                continue;
+            }
+            if let Ok(mut w) = window.lock()
+                && w.as_ref().is_none_or(|(first, _)| k < first)
+            {
+                *w = Some((*k, frame.default_window()));
+            }
+            progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+        }
+    });
+    let mut failed = failed.into_inner().unwrap_or_default();
+    failed.sort_by_key(|(k, _)| *k);
+    Filled {
+        window: window.into_inner().ok().flatten().map(|(_, w)| w),
+        failed,
     }
 }

@@ -2,11 +2,12 @@
 //! modality values. Wiring only; the volume and reslicing are in `radclip_dicom::volume`.
 
 use std::path::PathBuf;
+use std::sync::RwLock;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
 use radclip_dicom::volume::{Plane, PlaneKind, Slab, SlabMode, Volume};
-use rayon::prelude::*;
 
 pub struct ResliceArgs {
     pub input: PathBuf,
@@ -53,25 +54,17 @@ pub fn reslice(a: ResliceArgs) -> anyhow::Result<()> {
         bail!("no image series in {}", a.input.display());
     };
     let t = Instant::now();
-    let mut volume = Volume::for_series(series)
-        .with_context(|| format!("{} cannot be reformatted", series.label()))?;
-    let decoded: Vec<(usize, radclip_dicom::Frame)> = (0..series.frames.len())
-        .into_par_iter()
-        .map(|k| -> anyhow::Result<_> {
-            let (inst, f) = series.instance_of(k).context("a frame past the series")?;
-            let frames = radclip_dicom::pixel::decode_image_file(&inst.path)?;
-            let frame = frames
-                .into_iter()
-                .nth(f as usize)
-                .with_context(|| format!("{} lacks frame {f}", inst.path.display()))?;
-            Ok((k, frame))
-        })
-        .collect::<anyhow::Result<_>>()?;
-    let window = decoded.first().map(|(_, f)| f.default_window());
-    for (k, f) in &decoded {
-        volume.set_slice(*k, f)?;
+    let volume = RwLock::new(
+        Volume::for_series(series)
+            .with_context(|| format!("{} cannot be reformatted", series.label()))?,
+    );
+    let filled = radclip_dicom::volume::fill(series, &volume, &AtomicBool::new(false), &|_| {});
+    if let Some((k, why)) = filled.failed.first() {
+        bail!("slice {k} of {} could not be read: {why}", series.label());
     }
-    drop(decoded);
+    let volume = volume
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a decoding thread failed"))?;
     let volume_ms = t.elapsed().as_secs_f64() * 1e3;
     let through = match &a.through {
         Some(s) => triple(s, "--through")?,
@@ -91,28 +84,17 @@ pub fn reslice(a: ResliceArgs) -> anyhow::Result<()> {
     let out = volume.reslice(&plane, slab);
     let reslice_ms = t.elapsed().as_secs_f64() * 1e3;
     // Rendered with the series' own window (the first slice's); outside the volume black.
-    let (w, f) = window.unwrap_or((
+    let window = filled.window.unwrap_or((
         radclip_dicom::Window::from_range(-1000.0, 1000.0),
         radclip_dicom::VoiFunction::Linear,
     ));
-    let grey: Vec<u8> = out
-        .values
-        .iter()
-        .map(|v| {
-            if v.is_nan() {
-                0
-            } else {
-                (f.apply(f64::from(*v), w) * 255.0)
-                    .round()
-                    .clamp(0.0, 255.0) as u8
-            }
-        })
-        .collect();
-    let rendered = radclip_dicom::Rendered::Grey {
-        rows: plane.rows as u32,
-        cols: plane.columns as u32,
-        data: grey,
-    };
+    let rendered = radclip_dicom::render_values(
+        &out.values,
+        plane.rows as u32,
+        plane.columns as u32,
+        window,
+        false,
+    );
     radclip_dicom::export::write_png(&rendered, &a.out)?;
     if let Some(raw) = &a.raw {
         let npy = radclip_clip::heatmap::npy_f32(&[plane.rows, plane.columns], &out.values);

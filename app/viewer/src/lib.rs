@@ -8,6 +8,7 @@ pub mod app;
 pub mod attention_panel;
 pub mod cases_panel;
 pub mod gpu;
+pub mod gpu_mpr;
 pub mod labels;
 pub mod state;
 pub mod tags;
