@@ -236,4 +236,60 @@ impl VolumeGeometry {
             },
         })
     }
+
+    /// Patient point `p` (mm) in voxel index units along the columns, rows and slices.
+    pub fn index_of(&self, p: [f64; 3]) -> [f64; 3] {
+        let d = [
+            p[0] - self.origin[0],
+            p[1] - self.origin[1],
+            p[2] - self.origin[2],
+        ];
+        [
+            dot(d, self.row_dir) / self.spacing[0],
+            dot(d, self.col_dir) / self.spacing[1],
+            dot(d, self.normal) / self.spacing[2],
+        ]
+    }
+
+    /// The patient point (mm) at voxel index coordinates `i`.
+    pub fn point_of(&self, i: [f64; 3]) -> [f64; 3] {
+        let dirs = [self.row_dir, self.col_dir, self.normal];
+        std::array::from_fn(|a| {
+            self.origin[a]
+                + (0..3)
+                    .map(|k| dirs[k][a] * i[k] * self.spacing[k])
+                    .sum::<f64>()
+        })
+    }
+
+    /// `p` moved to the nearest point inside the volume's voxel grid.
+    pub fn clamp_inside(&self, p: [f64; 3]) -> [f64; 3] {
+        let i = self.index_of(p);
+        self.point_of(std::array::from_fn(|a| {
+            i[a].clamp(0.0, self.dims[a].saturating_sub(1) as f64)
+        }))
+    }
+
+    /// The distance between neighbouring voxel planes along unit direction `n` (mm): a voxel spacing
+    /// for the acquisition axes, less for a direction across the grid.
+    pub fn step_along(&self, n: [f64; 3]) -> f64 {
+        let per_mm: f64 = [self.row_dir, self.col_dir, self.normal]
+            .into_iter()
+            .zip(self.spacing)
+            .map(|(d, s)| (dot(n, d) / s).powi(2))
+            .sum();
+        if per_mm > 0.0 {
+            1.0 / per_mm.sqrt()
+        } else {
+            1.0
+        }
+    }
+}
+
+/// `v` turned by `angle` radians about unit axis `axis` (right-handed, Rodrigues' formula).
+pub fn rotate(v: [f64; 3], axis: [f64; 3], angle: f64) -> [f64; 3] {
+    let (s, c) = angle.sin_cos();
+    let k = cross(axis, v);
+    let kv = dot(axis, v) * (1.0 - c);
+    std::array::from_fn(|i| v[i] * c + k[i] * s + axis[i] * kv)
 }

@@ -49,7 +49,7 @@ impl PlaneKind {
     /// Row and column axes as a radiologist views the plane: axial from the feet (patient's right on
     /// the left, anterior up), coronal from the front (head up), sagittal from the patient's left
     /// (anterior on the left, head up).
-    fn axes(self) -> ([f64; 3], [f64; 3]) {
+    pub fn axes(self) -> ([f64; 3], [f64; 3]) {
         match self {
             PlaneKind::Axial => ([1.0, 0.0, 0.0], [0.0, 1.0, 0.0]),
             PlaneKind::Coronal => ([1.0, 0.0, 0.0], [0.0, 0.0, -1.0]),
@@ -248,6 +248,20 @@ impl Plane {
     pub fn normal(&self) -> [f64; 3] {
         cross(self.row_axis, self.column_axis)
     }
+
+    /// Where patient point `p` projects onto the plane, as (row, column) pixel coordinates: the inverse
+    /// of [`Plane::point`] for points on the plane.
+    pub fn pixel_of(&self, p: [f64; 3]) -> [f64; 2] {
+        let d = [
+            p[0] - self.origin_mm[0],
+            p[1] - self.origin_mm[1],
+            p[2] - self.origin_mm[2],
+        ];
+        [
+            dot(d, self.column_axis) / self.pixel_spacing_mm[0],
+            dot(d, self.row_axis) / self.pixel_spacing_mm[1],
+        ]
+    }
 }
 
 /// A resliced plane: modality values, row-major; NaN where the plane leaves the volume or meets a
@@ -365,12 +379,7 @@ impl Volume {
     /// outside the volume or next to a missing slice.
     pub fn sample(&self, p: [f64; 3]) -> Option<f32> {
         let g = &self.geometry;
-        let d = [p[0] - g.origin[0], p[1] - g.origin[1], p[2] - g.origin[2]];
-        let f = [
-            dot(d, g.row_dir) / g.spacing[0],
-            dot(d, g.col_dir) / g.spacing[1],
-            dot(d, g.normal) / g.spacing[2],
-        ];
+        let f = g.index_of(p);
         let mut base = [0usize; 3];
         let mut frac = [0f64; 3];
         for a in 0..3 {

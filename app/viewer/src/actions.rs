@@ -28,6 +28,8 @@ pub enum Action {
     Tags,
     AiPanel,
     AttentionInspector,
+    /// The MPR layout of the active series (axial, coronal, sagittal with crosshairs), on or off.
+    Mpr,
     WindowLevelTool,
     LineTool,
     RectangleTool,
@@ -90,7 +92,7 @@ const PRESET_KEYS: [[KeyboardShortcut; 1]; 5] = [
 
 impl Action {
     /// Every action, in the order the help window lists them.
-    pub const ALL: [Action; 31] = [
+    pub const ALL: [Action; 32] = [
         Action::PreviousSlice,
         Action::NextSlice,
         Action::BackTen,
@@ -115,6 +117,7 @@ impl Action {
         Action::Tags,
         Action::AiPanel,
         Action::AttentionInspector,
+        Action::Mpr,
         Action::Help,
         Action::WindowLevelTool,
         Action::LineTool,
@@ -221,6 +224,13 @@ impl Action {
                 &const { [key(Key::N)] },
                 "Attention inspector",
                 "attention inspector (every layer's and head's map)",
+                View,
+            ),
+            Action::Mpr => s(
+                &const { [key(Key::M)] },
+                "MPR",
+                "MPR: axial, coronal, sagittal; click sets the crosshair, Shift+drag turns it \
+                 (oblique), right drag W/L, R back to standard planes",
                 View,
             ),
             Action::Help => s(&[], "?", "keys and mouse", View),

@@ -273,6 +273,8 @@ pub struct GpuVolume {
     present: Vec<bool>,
     /// The texture's grid in patient space (the volume's, strided).
     geometry: VolumeGeometry,
+    /// The volume's own grid (slab steps follow it).
+    full: VolumeGeometry,
     stride: [usize; 3],
     /// Which volume this is ([`Arc`] address, held so it cannot be reused while we point at it).
     source: Arc<RwLock<Volume>>,
@@ -281,7 +283,8 @@ pub struct GpuVolume {
 impl GpuVolume {
     /// Creates the textures for `volume`; `None` when it is not 16-bit (f32 volumes stay on the CPU).
     fn new(device: &wgpu::Device, max_side: u32, source: &Arc<RwLock<Volume>>) -> Option<Self> {
-        let v = source.read().ok()?;
+        // Never wait on the decoding thread's write: another frame will come.
+        let v = source.try_read().ok()?;
         v.slice_i16(0)?;
         let g = &v.geometry;
         let stride = stride_for(g.dims, max_side);
@@ -319,12 +322,14 @@ impl GpuVolume {
             usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
             view_formats: &[],
         });
+        let full = g.clone();
         drop(v);
         Some(GpuVolume {
             texture,
             present_texture,
             present: vec![false; dims[2]],
             geometry,
+            full,
             stride,
             source: source.clone(),
         })
@@ -335,10 +340,11 @@ impl GpuVolume {
         self.stride != [1, 1, 1]
     }
 
-    /// Uploads up to `budget` decoded slices not yet on the device; returns how many remain.
+    /// Uploads up to `budget` decoded slices not yet on the device; returns how many remain. While
+    /// the decoding thread writes, nothing is uploaded this time.
     fn upload(&mut self, queue: &wgpu::Queue, budget: usize) -> usize {
-        let Ok(v) = self.source.read() else {
-            return 0;
+        let Ok(v) = self.source.try_read() else {
+            return self.present.iter().filter(|p| !**p).count();
         };
         let [cols, rows, _] = v.geometry.dims;
         let [w, h, d] = self.geometry.dims;
@@ -582,7 +588,7 @@ pub struct MprRenderer {
 }
 
 /// Slices uploaded per frame while a volume arrives, so one frame never stalls on the whole volume.
-const SLICES_PER_FRAME: usize = 64;
+pub const SLICES_PER_FRAME: usize = 64;
 
 impl MprRenderer {
     pub fn new(device: &wgpu::Device, target: wgpu::TextureFormat) -> Self {
@@ -640,14 +646,13 @@ impl MprRenderer {
     ) -> Option<()> {
         let vol = self.volume.as_ref()?;
         let key = volume_key(&vol.source);
-        let full = vol.source.read().ok()?.geometry.clone();
         if self.views.get(&view).is_none_or(|v| v.volume != key) {
             self.views
                 .insert(view, MprView::new(device, &self.pipeline, vol, key));
         }
         let bytes = uniforms(
             params,
-            &full,
+            &vol.full,
             &vol.geometry,
             self.pipeline.srgb_target,
             corners,
@@ -774,10 +779,12 @@ impl MprRenderer {
     }
 }
 
-/// Registers the reslicer with an egui wgpu renderer.
-pub fn install(render_state: &egui_wgpu::RenderState) {
+/// Registers the reslicer with an egui wgpu renderer; returns the most voxels it takes along an axis.
+pub fn install(render_state: &egui_wgpu::RenderState) -> u32 {
     let r = MprRenderer::new(&render_state.device, render_state.target_format);
+    let side = r.pipeline.max_3d_side;
     render_state.renderer.write().callback_resources.insert(r);
+    side
 }
 
 /// A paint callback drawing one MPR view: uploads newly decoded slices, writes the view's uniforms,

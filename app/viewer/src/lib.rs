@@ -10,6 +10,7 @@ pub mod cases_panel;
 pub mod gpu;
 pub mod gpu_mpr;
 pub mod labels;
+pub mod mpr;
 pub mod state;
 pub mod tags;
 pub mod transform;

@@ -186,7 +186,11 @@ fn slices_not_yet_decoded_are_blank_on_both_paths() {
     let skip = [20, 21, 40];
     let v = Arc::new(RwLock::new(demo_volume(&skip)));
     let mut r = MprRenderer::new(&dev, wgpu::TextureFormat::Rgba8Unorm);
-    assert_eq!(r.sync(&dev, &queue, &v, usize::MAX), Some(3), "3 slices to come");
+    assert_eq!(
+        r.sync(&dev, &queue, &v, usize::MAX),
+        Some(3),
+        "3 slices to come"
+    );
     let vol = v.read().unwrap();
     assert_eq!(vol.missing_slices(), skip);
     let p = MprParams {

@@ -223,6 +223,9 @@ impl ViewerApp {
 
     /// Carries out an action on the active viewport (keys, menus and the toolbar all come here).
     pub fn perform(&mut self, action: Action) {
+        if self.mpr.is_some() && self.perform_mpr(action) {
+            return;
+        }
         let a = self.active;
         let slices = self.viewports.get(a).map_or(0, |v| v.slice_count);
         let cmd = match action {
@@ -254,6 +257,10 @@ impl ViewerApp {
             }
             Action::Tags => {
                 self.open_tags();
+                None
+            }
+            Action::Mpr => {
+                self.toggle_mpr();
                 None
             }
             Action::Help => {

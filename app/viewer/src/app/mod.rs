@@ -20,12 +20,14 @@ use crate::tags::TagBrowser;
 use crate::transform::ViewTransform;
 
 mod input;
+mod mpr_view;
 mod panels;
 mod textures;
 mod viewport;
 mod workers;
 
 use input::Drag;
+pub use mpr_view::MprSession;
 pub use textures::color_image;
 use textures::{Picture, ShownTexture};
 
@@ -86,6 +88,12 @@ pub struct ViewerApp {
     pub show_segmentations: bool,
     /// Mask textures by (segmentation, frame), made once.
     seg_textures: HashMap<(usize, usize), TextureHandle>,
+    /// The MPR layout (M), in place of the viewports while open.
+    pub mpr: Option<MprSession>,
+    /// Set with the GPU path: the most voxels the GPU reslicer takes along an axis.
+    gpu_3d_side: Option<u32>,
+    /// The context the viewer draws in, for workers started by key or menu.
+    ctx: egui::Context,
 }
 
 impl ViewerApp {
@@ -93,6 +101,7 @@ impl ViewerApp {
     /// renderer's): a W/L change then uploads a ≤ 64 KB table instead of the whole image.
     pub fn enable_gpu_voi(&mut self, render_state: &eframe::egui_wgpu::RenderState) {
         self.gpu_side = Some(crate::gpu::install(render_state));
+        self.gpu_3d_side = Some(crate::gpu_mpr::install(render_state));
         self.shown.clear();
     }
 
@@ -163,6 +172,9 @@ impl ViewerApp {
             seg_rx: None,
             show_segmentations: false,
             seg_textures: HashMap::new(),
+            mpr: None,
+            gpu_3d_side: None,
+            ctx: ctx.clone(),
         };
         if let Some(p) = path {
             app.open(ctx, p);
@@ -174,6 +186,7 @@ impl ViewerApp {
     pub fn is_settled(&self) -> bool {
         self.scan_rx.is_none()
             && self.seg_rx.is_none()
+            && self.mpr.as_ref().is_none_or(MprSession::is_settled)
             && self.beside_rx.is_none()
             && self.viewports.iter().all(|v| match self.frame_key(v) {
                 Some(k) => {
@@ -224,6 +237,7 @@ impl ViewerApp {
     pub fn ui(&mut self, ui: &mut egui::Ui) {
         let ctx = ui.ctx().clone();
         self.poll_workers(&ctx);
+        self.poll_mpr(&ctx);
         if self.ai.is_some() {
             let current = self.ai_current();
             if let Some(ai) = &mut self.ai {
@@ -271,7 +285,13 @@ impl ViewerApp {
         }
         egui::CentralPanel::default()
             .frame(egui::Frame::new().fill(Color32::BLACK))
-            .show(ui, |ui| self.viewports_ui(ui));
+            .show(ui, |ui| {
+                if self.mpr.is_some() {
+                    self.mpr_ui(ui);
+                } else {
+                    self.viewports_ui(ui);
+                }
+            });
         if let Some(t) = &mut self.tags {
             let mut open = true;
             egui::Window::new("Tags")

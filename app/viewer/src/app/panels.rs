@@ -80,6 +80,10 @@ impl ViewerApp {
                         ui.checkbox(on, a.menu_text());
                     }
                 }
+                let mut mpr = self.mpr.is_some();
+                if ui.checkbox(&mut mpr, Action::Mpr.menu_text()).clicked() {
+                    self.perform(Action::Mpr);
+                }
                 if ui.button(Action::Tags.menu_text()).clicked() {
                     self.perform(Action::Tags);
                 }

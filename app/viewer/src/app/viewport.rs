@@ -422,7 +422,7 @@ impl ViewerApp {
 
 /// The patient directions at the middle of each edge of the viewport (A/P, R/L, H/F), from the image's
 /// direction cosines through the view's rotation and flips.
-fn orientation_letters(
+pub(super) fn orientation_letters(
     painter: &egui::Painter,
     rect: Rect,
     t: &ViewTransform,
@@ -462,7 +462,7 @@ fn orientation_letters(
 }
 
 /// Lines of corner text anchored at `at`, each cut to `max_width` with "…".
-fn corner_text(
+pub(super) fn corner_text(
     painter: &egui::Painter,
     at: Pos2,
     align: egui::Align2,
@@ -543,7 +543,7 @@ fn segment_legend(painter: &egui::Painter, rect: Rect, masks: &[(usize, usize, S
 }
 
 /// Draws the image texture as a quad whose corners follow the view transform (rotation and flips included).
-fn draw_image(painter: &egui::Painter, texture: egui::TextureId, t: &ViewTransform) {
+pub(super) fn draw_image(painter: &egui::Painter, texture: egui::TextureId, t: &ViewTransform) {
     draw_textured(painter, texture, t, Color32::WHITE);
 }
 
@@ -608,7 +608,7 @@ fn patch_grid(
 
 /// The image's corners (0,0), (w,0), (w,h), (0,h) on screen, with their texture coordinates: one quad
 /// for the texture path, the overlay and the GPU path alike.
-fn image_corners(t: &ViewTransform) -> [(Pos2, Pos2); 4] {
+pub(super) fn image_corners(t: &ViewTransform) -> [(Pos2, Pos2); 4] {
     let (w, h) = (t.image_size.x, t.image_size.y);
     [
         (pos2(0.0, 0.0), pos2(0.0, 0.0)),
