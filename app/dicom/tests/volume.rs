@@ -378,3 +378,85 @@ fn a_sagittal_series_reslices_as_scipy_samples_it() {
         );
     }
 }
+
+/// Slices become modality values exactly on every path: the 16-bit fast paths (slope 1 as an add,
+/// an integer slope, unsigned stored samples), values past 16 bits and fractional rescales (the
+/// volume turns to f32, keeping the slices already there).
+#[test]
+fn slices_keep_their_exact_modality_values_on_every_conversion_path() {
+    let geometry = VolumeGeometry {
+        dims: [2, 2, 4],
+        spacing: [1.0, 1.0, 1.0],
+        origin: [0.0, 0.0, 0.0],
+        row_dir: [1.0, 0.0, 0.0],
+        col_dir: [0.0, 1.0, 0.0],
+        normal: [0.0, 0.0, 1.0],
+    };
+    let frame = |samples: Samples, slope: f64, intercept: f64| {
+        let all: Vec<i64> = (0..samples.len()).filter_map(|i| samples.get(i)).collect();
+        let stored_range = (
+            all.iter().copied().min().unwrap(),
+            all.iter().copied().max().unwrap(),
+        );
+        Frame {
+            rows: 2,
+            cols: 2,
+            color: ColorModel::Mono { invert: false },
+            samples,
+            modality: ModalityLut::Rescale { slope, intercept },
+            windows: Vec::new(),
+            voi_function: VoiFunction::Linear,
+            voi_luts: Vec::new(),
+            stored_range,
+        }
+    };
+    let values = |v: &Volume, k: usize| -> Vec<f32> {
+        (0..4).map(|i| v.voxel(i % 2, i / 2, k).unwrap()).collect()
+    };
+    let mut v = Volume::new(geometry);
+    v.set_slice(
+        0,
+        &frame(Samples::I16(vec![-2000, 0, 100, 32767]), 1.0, -1000.0),
+    )
+    .unwrap();
+    assert_eq!(values(&v, 0), [-3000.0, -1000.0, -900.0, 31767.0]);
+    // An intercept past 16 bits still adds exactly when the results fit.
+    v.set_slice(
+        1,
+        &frame(
+            Samples::I16(vec![-32000, -20000, -7233, -7000]),
+            1.0,
+            40000.0,
+        ),
+    )
+    .unwrap();
+    assert_eq!(values(&v, 1), [8000.0, 20000.0, 32767.0, 33000.0]);
+    assert!(
+        !v.is_16bit(),
+        "33,000 does not fit 16 bits: the volume went to f32"
+    );
+    assert_eq!(
+        values(&v, 0),
+        [-3000.0, -1000.0, -900.0, 31767.0],
+        "slice 0 kept"
+    );
+    v.set_slice(
+        2,
+        &frame(Samples::U16(vec![0, 10, 100, 65535]), 2.0, -1024.0),
+    )
+    .unwrap();
+    assert_eq!(values(&v, 2), [-1024.0, -1004.0, -824.0, 130046.0]);
+    v.set_slice(3, &frame(Samples::U16(vec![1, 2, 3, 4]), 0.5, 0.0))
+        .unwrap();
+    assert_eq!(values(&v, 3), [0.5, 1.0, 1.5, 2.0]);
+
+    let mut w = Volume::new(v.geometry.clone());
+    // Unsigned samples past 32,767 read back as unsigned in the in-place path.
+    w.set_slice(
+        0,
+        &frame(Samples::U16(vec![0, 1000, 40000, 64000]), 1.0, -32000.0),
+    )
+    .unwrap();
+    assert!(w.is_16bit());
+    assert_eq!(values(&w, 0), [-32000.0, -31000.0, 8000.0, 32000.0]);
+}

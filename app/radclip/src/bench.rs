@@ -737,3 +737,292 @@ pub fn index(b: IndexBench) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// MPR on a series (`radclip bench mpr DIR`): decoding alone against decoding into the volume (the
+/// volume is ready when the last slice is written), peak RSS over the raw voxel bytes, and a
+/// `size`² reslice (thin and a 10-mm MIP slab, four planes) on the CPU and with the GPU reslicer on
+/// the first wgpu adapter (lavapipe without a GPU), with the largest grey difference between them.
+/// `part`: all, decode (decoding alone, frames kept) or volume (decoding into the volume).
+/// `--write PREFIX` writes the volume (PREFIX.volume.npy, int16 [slices, rows, columns]), each plane
+/// (PREFIX.planes.json) and the CPU values (PREFIX.<plane>.npy) for tests/fixtures/bench_mpr_scipy.py.
+pub fn mpr(
+    dir: &std::path::Path,
+    part: &str,
+    size: usize,
+    repeat: usize,
+    write: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    use dicom::volume::{self, Plane, PlaneKind, Slab, SlabMode, Volume};
+    use rayon::prelude::*;
+    use std::sync::atomic::AtomicBool;
+    use std::sync::{Arc, RwLock};
+
+    let tree = dicom::study::scan(dir)?;
+    let series = tree
+        .image_series()
+        .max_by_key(|s| s.frames.len())
+        .ok_or_else(|| anyhow::anyhow!("no image series in {}", dir.display()))?;
+    let n = series.frames.len();
+    // Decoding every frame and keeping them all, as the viewer's frame cache does (`keep`), or
+    // dropping each at once (`!keep`: only warms the page cache).
+    let decode_all = |keep: bool| -> anyhow::Result<f64> {
+        let t = Instant::now();
+        let frames = (0..n)
+            .into_par_iter()
+            .map(|k| -> anyhow::Result<_> {
+                let (inst, _) = series
+                    .instance_of(k)
+                    .ok_or_else(|| anyhow::anyhow!("frame {k} past the series"))?;
+                let f = dicom::pixel::decode_image_file(&inst.path)?;
+                Ok(if keep { Some(f) } else { None })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        drop(std::hint::black_box(frames));
+        Ok(ms)
+    };
+    decode_all(false)?;
+    if part == "decode" {
+        let ms = decode_all(true)?;
+        println!(
+            "{}",
+            serde_json::json!({"bench": "mpr_decode", "frames": n,
+                "threads": rayon::current_num_threads(), "decode_keep_ms": ms})
+        );
+        return Ok(());
+    }
+    // The peak from here on: Linux resets VmHWM to the current RSS on "5" in clear_refs.
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    let rss_before = vm_kb("VmRSS:").map(|k| k * 1024);
+    let cell = RwLock::new(Volume::for_series(series)?);
+    let t = Instant::now();
+    let filled = volume::fill(series, &cell, &AtomicBool::new(false), &|_| {});
+    let volume_ms = t.elapsed().as_secs_f64() * 1e3;
+    let rss_after = peak_rss();
+    if let Some((k, why)) = filled.failed.first() {
+        anyhow::bail!("slice {k} failed: {why}");
+    }
+    // For the ratio, in this process; a fresh process per part (`--part decode`, `--part volume`)
+    // keeps the allocator's reuse of freed memory out of it.
+    let decode_ms = if part == "all" {
+        Some(decode_all(true)?)
+    } else {
+        None
+    };
+    let vol = cell
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("a decoding thread failed"))?;
+    let raw = vol.byte_len() as f64;
+    let extra = match (rss_before, rss_after) {
+        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64),
+        _ => None,
+    };
+    println!(
+        "{}",
+        serde_json::json!({"bench": "mpr_volume", "dims": vol.geometry.dims,
+            "threads": rayon::current_num_threads(),
+            "decode_keep_ms": decode_ms, "volume_ready_ms": volume_ms,
+            "volume_over_decode": decode_ms.map(|d| volume_ms / d),
+            "raw_voxel_bytes": raw, "peak_rss_growth_bytes": extra,
+            "peak_over_raw": extra.map(|e| e / raw)})
+    );
+    if part == "volume" {
+        return Ok(());
+    }
+
+    let g = vol.geometry.clone();
+    let c = vol.centre();
+    let planes: Vec<(&str, Plane)> = {
+        let sized = |p: Plane, make: &dyn Fn(f64) -> Option<Plane>| -> Option<Plane> {
+            let scale = p.rows.max(p.columns) as f64 / size as f64;
+            make(p.pixel_spacing_mm[1] * scale)
+        };
+        let std_plane = |kind| {
+            sized(Plane::standard(kind, &g, c, 0.0), &|s| {
+                Some(Plane::standard(kind, &g, c, s))
+            })
+        };
+        let normal = [0.3, -0.4, 0.87];
+        let oblique = Plane::oblique(normal, &g, c, 0.0)
+            .and_then(|p| sized(p, &|s| Plane::oblique(normal, &g, c, s)));
+        [
+            ("axial", std_plane(PlaneKind::Axial)),
+            ("coronal", std_plane(PlaneKind::Coronal)),
+            ("sagittal", std_plane(PlaneKind::Sagittal)),
+            ("oblique", oblique),
+        ]
+        .into_iter()
+        .filter_map(|(name, p)| Some((name, p?)))
+        .collect()
+    };
+    let window = (
+        dicom::Window {
+            center: 40.0,
+            width: 400.0,
+        },
+        dicom::VoiFunction::Linear,
+    );
+    let slabs = [
+        ("thin", Slab::default()),
+        (
+            "mip10",
+            Slab {
+                thickness_mm: 10.0,
+                mode: SlabMode::Mip,
+            },
+        ),
+    ];
+    let time = |f: &mut dyn FnMut()| {
+        let mut v = Vec::with_capacity(repeat);
+        f();
+        for _ in 0..repeat.max(1) {
+            let t = Instant::now();
+            f();
+            v.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        median(v)
+    };
+    // The GPU side: a headless device as egui would pick it, the volume uploaded once.
+    let gpu = {
+        use radclip_viewer::gpu::egui_wgpu;
+        let setup = egui_wgpu::WgpuSetup::without_display_handle();
+        let instance = pollster::block_on(setup.new_instance());
+        let config = egui_wgpu::WgpuConfiguration {
+            wgpu_setup: setup,
+            ..Default::default()
+        };
+        pollster::block_on(egui_wgpu::RenderState::create(
+            &config,
+            &instance,
+            None,
+            egui_wgpu::RendererOptions::default(),
+        ))
+        .ok()
+    };
+    let shared = Arc::new(RwLock::new(vol));
+    let mut renderer = gpu.as_ref().map(|rs| {
+        let mut r = radclip_viewer::gpu_mpr::MprRenderer::new(
+            &rs.device,
+            radclip_viewer::gpu::wgpu::TextureFormat::Rgba8Unorm,
+        );
+        let t = Instant::now();
+        r.sync(&rs.device, &rs.queue, &shared, usize::MAX);
+        let _ = rs
+            .device
+            .poll(radclip_viewer::gpu::wgpu::PollType::wait_indefinitely());
+        (
+            r,
+            t.elapsed().as_secs_f64() * 1e3,
+            rs.adapter.get_info().name,
+        )
+    });
+    if let Some((_, upload_ms, adapter)) = &renderer {
+        println!(
+            "{}",
+            serde_json::json!({"bench": "mpr_upload", "adapter": adapter, "upload_ms": upload_ms})
+        );
+    }
+    let vol = shared
+        .read()
+        .map_err(|_| anyhow::anyhow!("volume lock poisoned"))?;
+    let mut written = Vec::new();
+    for (name, plane) in &planes {
+        for (slab_name, slab) in slabs {
+            let params = radclip_viewer::gpu_mpr::MprParams {
+                plane: plane.clone(),
+                slab,
+                window,
+                invert: false,
+            };
+            let cpu_ms = time(&mut || {
+                std::hint::black_box(vol.reslice(plane, slab));
+            });
+            let values = vol.reslice(plane, slab).values;
+            let grey = match dicom::render_values(
+                &values,
+                plane.rows as u32,
+                plane.columns as u32,
+                window,
+                false,
+            ) {
+                dicom::Rendered::Grey { data, .. } => data,
+                dicom::Rendered::Rgb { data, .. } => data,
+            };
+            let (gpu_ms, worst) = match (&mut renderer, &gpu) {
+                (Some((r, _, _)), Some(rs)) => {
+                    let ms = time(&mut || {
+                        std::hint::black_box(r.render_offscreen(&rs.device, &rs.queue, &params));
+                    });
+                    let worst = r.render_offscreen(&rs.device, &rs.queue, &params).map(|g| {
+                        g.iter()
+                            .zip(&grey)
+                            .map(|(a, b)| a.abs_diff(*b))
+                            .max()
+                            .unwrap_or(0)
+                    });
+                    (Some(ms), worst)
+                }
+                _ => (None, None),
+            };
+            println!(
+                "{}",
+                serde_json::json!({"bench": "mpr_reslice", "plane": name, "slab": slab_name,
+                    "rows": plane.rows, "columns": plane.columns,
+                    "cpu_ms": cpu_ms, "gpu_ms_with_readback": gpu_ms,
+                    "cpu_over_gpu": gpu_ms.map(|g| cpu_ms / g),
+                    "max_grey_difference": worst})
+            );
+            if slab_name == "thin"
+                && let Some(prefix) = write
+            {
+                let path = prefix.with_extension(format!("{name}.npy"));
+                let npy = radclip_clip::heatmap::npy_f32(&[plane.rows, plane.columns], &values);
+                dicom::export::write_atomic(&path, &npy)?;
+                let mut p = serde_json::to_value(plane)?;
+                p["name"] = serde_json::json!(name);
+                p["values"] = serde_json::json!(path);
+                p["cpu_ms"] = serde_json::json!(cpu_ms);
+                written.push(p);
+            }
+        }
+    }
+    if let Some(prefix) = write {
+        let [cols, rows, slices] = vol.geometry.dims;
+        let mut voxels = Vec::with_capacity(cols * rows * slices);
+        for k in 0..slices {
+            voxels.extend_from_slice(
+                vol.slice_i16(k)
+                    .ok_or_else(|| anyhow::anyhow!("--write takes 16-bit volumes"))?,
+            );
+        }
+        let header = format!(
+            "{{'descr': '<i2', 'fortran_order': False, 'shape': ({slices}, {rows}, {cols}), }}"
+        );
+        let mut bytes = npy_header(&header);
+        bytes.extend(voxels.iter().flat_map(|v| v.to_le_bytes()));
+        dicom::export::write_atomic(&prefix.with_extension("volume.npy"), &bytes)?;
+        let meta = serde_json::json!({"geometry": {
+            "origin": vol.geometry.origin, "row_dir": vol.geometry.row_dir,
+            "col_dir": vol.geometry.col_dir, "normal": vol.geometry.normal,
+            "spacing": vol.geometry.spacing, "dims": vol.geometry.dims},
+            "volume": prefix.with_extension("volume.npy"), "planes": written});
+        dicom::export::write_atomic(
+            &prefix.with_extension("planes.json"),
+            serde_json::to_string_pretty(&meta)?.as_bytes(),
+        )?;
+    }
+    Ok(())
+}
+
+/// An .npy version-1 header for `dict`, padded so the data starts on a 64-byte boundary.
+fn npy_header(dict: &str) -> Vec<u8> {
+    let mut h = dict.to_string();
+    while !(10 + h.len() + 1).is_multiple_of(64) {
+        h.push(' ');
+    }
+    h.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend((h.len() as u16).to_le_bytes());
+    out.extend(h.as_bytes());
+    out
+}

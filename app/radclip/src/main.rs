@@ -398,6 +398,22 @@ enum BenchWhat {
     },
     /// Open a folder as the viewer does: first pixels, whole series decoded, peak RSS.
     Open { dir: PathBuf },
+    /// MPR on a folder's largest series: decode alone vs into the volume, peak RSS, and a SIZE² reslice
+    /// on the CPU and the GPU reslicer (lavapipe without a GPU).
+    Mpr {
+        dir: PathBuf,
+        /// all, decode (decoding alone, frames kept) or volume (decoding into the volume): one part per
+        /// process keeps the allocator's reuse of freed memory out of the comparison.
+        #[arg(long, default_value = "all")]
+        part: String,
+        #[arg(long, default_value_t = 1024)]
+        size: usize,
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+        /// Also write the volume, planes and CPU values for tests/fixtures/bench_mpr_scipy.py.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
     /// CLIP image/text encode per batch size, and heatmaps (new image, new prompt) on a model folder.
     Clip {
         #[arg(long)]
@@ -733,6 +749,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             BenchWhat::Decode { files, repeat } => bench::decode(&files, repeat),
             BenchWhat::WindowLevel { size, repeat, gpu } => bench::window_level(size, repeat, gpu),
             BenchWhat::Open { dir } => bench::open(&dir),
+            BenchWhat::Mpr {
+                dir,
+                part,
+                size,
+                repeat,
+                write,
+            } => bench::mpr(&dir, &part, size, repeat, write.as_deref()),
             BenchWhat::Clip {
                 model,
                 batches,

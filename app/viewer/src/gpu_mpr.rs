@@ -285,7 +285,9 @@ impl GpuVolume {
     fn new(device: &wgpu::Device, max_side: u32, source: &Arc<RwLock<Volume>>) -> Option<Self> {
         // Never wait on the decoding thread's write: another frame will come.
         let v = source.try_read().ok()?;
-        v.slice_i16(0)?;
+        if !v.is_16bit() {
+            return None;
+        }
         let g = &v.geometry;
         let stride = stride_for(g.dims, max_side);
         let dims: [usize; 3] = std::array::from_fn(|a| g.dims[a].div_ceil(stride[a]));

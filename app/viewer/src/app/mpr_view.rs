@@ -452,7 +452,7 @@ impl ViewerApp {
             invert: s.state.invert,
         };
         if let Ok(v) = s.volume.try_read() {
-            s.is_16bit = v.slice_i16(0).is_some();
+            s.is_16bit = v.is_16bit();
         }
         let on_gpu = self.gpu_3d_side.is_some() && s.is_16bit;
         if on_gpu {
