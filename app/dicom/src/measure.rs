@@ -63,6 +63,21 @@ pub fn roi_stats(
     b: PointInImage,
     spacing: Option<([f64; 2], SpacingSource)>,
 ) -> Option<RoiStats> {
+    roi_stats_by(shape, a, b, (frame.cols, frame.rows), spacing, |r, c| {
+        frame.value_at(r, c)
+    })
+}
+
+/// Statistics inside a shape on any grid of `(columns, rows)` pixels whose value at (row, column) is
+/// `value` (`None`: no value there): a frame's, or a reformatted plane's sampled from a volume.
+pub fn roi_stats_by(
+    shape: RoiShape,
+    a: PointInImage,
+    b: PointInImage,
+    (cols, rows): (u32, u32),
+    spacing: Option<([f64; 2], SpacingSource)>,
+    value: impl Fn(u32, u32) -> Option<f64>,
+) -> Option<RoiStats> {
     let (x0, x1) = (a.x.min(b.x), a.x.max(b.x));
     let (y0, y1) = (a.y.min(b.y), a.y.max(b.y));
     let (cx, cy, rx, ry) = (
@@ -77,8 +92,8 @@ pub fn roi_stats(
             rx > 0.0 && ry > 0.0 && ((x - cx) / rx).powi(2) + ((y - cy) / ry).powi(2) <= 1.0
         }
     };
-    let col_range = (x0.floor().max(0.0) as u32)..=(x1.ceil().min(f64::from(frame.cols)) as u32);
-    let row_range = (y0.floor().max(0.0) as u32)..=(y1.ceil().min(f64::from(frame.rows)) as u32);
+    let col_range = (x0.floor().max(0.0) as u32)..=(x1.ceil().min(f64::from(cols)) as u32);
+    let row_range = (y0.floor().max(0.0) as u32)..=(y1.ceil().min(f64::from(rows)) as u32);
     let (mut n, mut sum, mut sum2, mut lo, mut hi) =
         (0usize, 0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY);
     for r in row_range {
@@ -86,7 +101,7 @@ pub fn roi_stats(
             if !inside(f64::from(c) + 0.5, f64::from(r) + 0.5) {
                 continue;
             }
-            let Some(v) = frame.value_at(r, c) else {
+            let Some(v) = value(r, c) else {
                 continue;
             };
             n += 1;

@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::geometry::{VolumeGeometry, cross, dot};
+use crate::measure::{PointInImage, RoiShape, RoiStats, roi_stats_by};
 use crate::pixel::{Frame, VoiFunction, Window};
 use crate::study::Series;
 
@@ -456,6 +457,23 @@ impl Volume {
             plane: plane.clone(),
             values,
         }
+    }
+
+    /// Statistics (HU for CT) inside a rectangle or ellipse drawn on `plane`, corners `a` and `b` in
+    /// its pixel coordinates, each pixel sampled as [`Volume::reslice`] samples it.
+    pub fn roi_stats(
+        &self,
+        plane: &Plane,
+        shape: RoiShape,
+        a: PointInImage,
+        b: PointInImage,
+    ) -> Option<RoiStats> {
+        let spacing = Some((plane.pixel_spacing_mm, crate::SpacingSource::Patient));
+        let size = (plane.columns as u32, plane.rows as u32);
+        roi_stats_by(shape, a, b, size, spacing, |r, c| {
+            self.sample(plane.point(f64::from(r), f64::from(c)))
+                .map(f64::from)
+        })
     }
 
     /// The centre of the volume in patient mm.

@@ -86,6 +86,31 @@ fn click(h: &mut Harness<'_, ViewerApp>, at: Pos2) {
     settle(h);
 }
 
+fn drag(h: &mut Harness<'_, ViewerApp>, from: Pos2, to: Pos2) {
+    h.event(Event::PointerMoved(from));
+    h.step();
+    h.event(Event::PointerButton {
+        pos: from,
+        button: PointerButton::Primary,
+        pressed: true,
+        modifiers: Modifiers::NONE,
+    });
+    h.step();
+    for k in 1..=10 {
+        h.event(Event::PointerMoved(from + (to - from) * (k as f32 / 10.0)));
+        h.step();
+    }
+    h.event(Event::PointerButton {
+        pos: to,
+        button: PointerButton::Primary,
+        pressed: false,
+        modifiers: Modifiers::NONE,
+    });
+    h.step();
+    h.remove_cursor();
+    settle(h);
+}
+
 fn point(h: &Harness<'_, ViewerApp>) -> [f64; 3] {
     h.state().mpr.as_ref().unwrap().state.point
 }
@@ -130,6 +155,37 @@ fn mpr_follows_clicks_wheel_rotation_and_slabs_on_the_demo_ct() {
         .value_at_crosshair()
         .unwrap();
     assert!((hu - 40.0).abs() < 40.0, "{hu} HU at the nodule's centre");
+
+    // Measured on the reformatted planes: a 30-mm line across the nodule on the coronal view (patient
+    // x), and an ellipse inside it on the sagittal view, whose mean is the nodule's 40 HU.
+    h.key_press(Key::L);
+    h.step();
+    let from = on_screen(&h, 1, [LESION[0] - 15.0, LESION[1], LESION[2]]);
+    let to = on_screen(&h, 1, [LESION[0] + 15.0, LESION[1], LESION[2]]);
+    drag(&mut h, from, to);
+    h.key_press(Key::E);
+    h.step();
+    let from = on_screen(&h, 2, [LESION[0], LESION[1] - 6.0, LESION[2] + 6.0]);
+    let to = on_screen(&h, 2, [LESION[0], LESION[1] + 6.0, LESION[2] - 6.0]);
+    drag(&mut h, from, to);
+    h.key_press(Key::W);
+    h.step();
+    settle(&mut h);
+    {
+        let ms = &h.state().mpr.as_ref().unwrap().measurements;
+        assert_eq!(ms.len(), 2);
+        let line = ms[0].label.clone().unwrap();
+        let mm: f64 = line.trim_end_matches(" mm").parse().unwrap();
+        assert!((mm - 30.0).abs() < 0.2, "{line}");
+        let roi = ms[1].label.clone().expect("ROI statistics computed");
+        let mean: f64 = roi
+            .split_whitespace()
+            .nth(1)
+            .and_then(|m| m.parse().ok())
+            .unwrap();
+        assert!((mean - 40.0).abs() < 15.0, "{roi}");
+        assert_eq!(point(&h), p, "measuring does not move the crosshair");
+    }
     h.snapshot("mpr_on_nodule");
 
     // One wheel notch over the axial view: one 4-mm slice toward the feet.

@@ -11,14 +11,16 @@ use std::sync::{Arc, RwLock};
 use crossbeam_channel::{Receiver, Sender};
 use egui::{Color32, Pos2, Rect, Sense, TextureHandle, TextureOptions, pos2, vec2};
 use radclip_dicom::geometry::{cross, dot};
+use radclip_dicom::measure::{self, PointInImage, RoiShape};
 use radclip_dicom::volume::{self, Filled, Plane, SlabMode, Volume};
 use radclip_dicom::{VoiFunction, Window};
 
 use super::ViewerApp;
+use super::input::{pos, pt};
 use super::viewport::{corner_text, draw_image, image_corners, orientation_letters};
 use crate::gpu_mpr::{MprCallback, MprParams, stride_for};
 use crate::mpr::{Mpr, MprCommand, VIEW_COLOURS};
-use crate::state::presets;
+use crate::state::{MeasurementKind, presets};
 use crate::transform::ViewTransform;
 
 /// The MPR layout of one series while it is open.
@@ -39,6 +41,28 @@ pub struct MprSession {
     settle_frames: usize,
     /// Whether the volume is 16-bit (GPU-able), as last seen.
     is_16bit: bool,
+    /// Lines and ROIs drawn on the views.
+    pub measurements: Vec<MprMeasurement>,
+}
+
+/// A measurement drawn on an MPR view: kept with the plane it was drawn on, in that plane's pixel
+/// coordinates, and shown while the view shows that plane.
+#[derive(Debug, Clone)]
+pub struct MprMeasurement {
+    pub view: usize,
+    pub plane: Plane,
+    pub kind: MeasurementKind,
+    pub a: PointInImage,
+    pub b: PointInImage,
+    /// Length in mm, or the ROI's statistics once computed (they sample the volume).
+    pub label: Option<String>,
+}
+
+/// Whether two planes are the same (the view has not moved since).
+fn same_plane(p: &Plane, q: &Plane) -> bool {
+    let n = p.normal();
+    let d: [f64; 3] = std::array::from_fn(|k| p.origin_mm[k] - q.origin_mm[k]);
+    dot(n, q.normal()) > 0.99999 && dot(p.row_axis, q.row_axis) > 0.99999 && dot(d, n).abs() < 0.01
 }
 
 impl Drop for MprSession {
@@ -68,6 +92,8 @@ impl MprSession {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum MprDragKind {
     Crosshair,
+    /// The active measurement tool, from this point of the plane (pixel coordinates).
+    Measure(Pos2),
     Rotate,
     Window(Window),
     Pan,
@@ -301,6 +327,7 @@ impl ViewerApp {
             drag: None,
             settle_frames: 0,
             is_16bit: true,
+            measurements: Vec::new(),
         });
     }
 
@@ -358,6 +385,14 @@ impl ViewerApp {
             A::Invert => MprCommand::ToggleInvert,
             A::Fit => MprCommand::Fit { view },
             A::Rotate => MprCommand::ResetOrientation,
+            A::UndoMeasurement => {
+                s.measurements.pop();
+                return true;
+            }
+            A::ClearMeasurements => {
+                s.measurements.clear();
+                return true;
+            }
             // Slice positions, cine and flips belong to the 2D views.
             A::FirstSlice | A::LastSlice | A::Cine | A::FlipHorizontal | A::FlipVertical => {
                 return true;
@@ -473,6 +508,7 @@ impl ViewerApp {
         }
         self.transforms.insert(100 + i, t);
         reference_lines(&painter, &s.state, i, &plane, &t);
+        self.mpr_measurements_ui(&painter, s, i, &plane, &t);
         let text = Color32::from_rgb(230, 230, 230);
         orientation_letters(
             &painter,
@@ -625,20 +661,20 @@ impl ViewerApp {
         }
         if resp.drag_started() {
             let shift = ctx.input(|inp| inp.modifiers.shift);
+            let origin = ctx
+                .input(|inp| inp.pointer.press_origin())
+                .or(resp.interact_pointer_pos());
             let kind = if resp.dragged_by(egui::PointerButton::Primary) {
-                if shift {
-                    MprDragKind::Rotate
-                } else {
-                    MprDragKind::Crosshair
+                match (shift, self.measurement_kind(), origin) {
+                    (true, _, _) => MprDragKind::Rotate,
+                    (false, Some(_), Some(o)) => MprDragKind::Measure(t.image_from_screen(o)),
+                    _ => MprDragKind::Crosshair,
                 }
             } else if resp.dragged_by(egui::PointerButton::Middle) {
                 MprDragKind::Pan
             } else {
                 MprDragKind::Window(s.state.window.0)
             };
-            let origin = ctx
-                .input(|inp| inp.pointer.press_origin())
-                .or(resp.interact_pointer_pos());
             if let Some(last) = origin {
                 s.drag = Some(MprDrag {
                     view: i,
@@ -655,6 +691,7 @@ impl ViewerApp {
         {
             match drag.kind {
                 MprDragKind::Crosshair => s.state.apply(MprCommand::SetPoint(patient(p))),
+                MprDragKind::Measure(_) => {}
                 MprDragKind::Rotate => {
                     // The turn of the pointer about the crosshair, measured in patient space about
                     // this view's normal, so the other planes' lines follow the pointer.
@@ -689,7 +726,122 @@ impl ViewerApp {
             drag.last = p;
         }
         if resp.drag_stopped() {
+            if let (MprDragKind::Measure(a), Some(kind), Some(p)) = (
+                drag.kind,
+                self.measurement_kind(),
+                resp.interact_pointer_pos(),
+            ) {
+                let b = t.image_from_screen(p);
+                if (a - b).length() > 1.0 {
+                    let (a, b) = (pt(a), pt(b));
+                    let label = (kind == MeasurementKind::Line).then(|| {
+                        let spacing = Some((
+                            plane.pixel_spacing_mm,
+                            radclip_dicom::SpacingSource::Patient,
+                        ));
+                        crate::labels::length_label(&measure::line_length(a, b, spacing))
+                    });
+                    s.measurements.push(MprMeasurement {
+                        view: i,
+                        plane: plane.clone(),
+                        kind,
+                        a,
+                        b,
+                        label,
+                    });
+                }
+            }
             s.drag = None;
+        }
+    }
+}
+
+impl ViewerApp {
+    /// View `i`'s measurements on its current plane (ROI statistics computed on first show), and the
+    /// one being drawn.
+    fn mpr_measurements_ui(
+        &self,
+        painter: &egui::Painter,
+        s: &mut MprSession,
+        i: usize,
+        plane: &Plane,
+        t: &ViewTransform,
+    ) {
+        for m in s.measurements.iter_mut().filter(|m| m.label.is_none()) {
+            let MeasurementKind::Roi(shape) = m.kind else {
+                continue;
+            };
+            // Never waits: a slice being moved in leaves it for the next frame.
+            if let Ok(v) = s.volume.try_read() {
+                m.label = Some(match v.roi_stats(&m.plane, shape, m.a, m.b) {
+                    Some(st) => crate::labels::roi_label(&st),
+                    None => "no pixels".into(),
+                });
+            }
+        }
+        let mut shown: Vec<MprMeasurement> = s
+            .measurements
+            .iter()
+            .filter(|m| m.view == i && same_plane(&m.plane, plane))
+            .cloned()
+            .collect();
+        if let (Some(d), Some(kind), Some(p)) = (
+            s.drag.as_ref().filter(|d| d.view == i),
+            self.measurement_kind(),
+            painter.ctx().pointer_interact_pos(),
+        ) && let MprDragKind::Measure(a) = d.kind
+        {
+            shown.push(MprMeasurement {
+                view: i,
+                plane: plane.clone(),
+                kind,
+                a: pt(a),
+                b: pt(t.image_from_screen(p)),
+                label: None,
+            });
+        }
+        let colour = Color32::from_rgb(255, 220, 0);
+        for m in shown {
+            // Through patient space, so a measurement stays on its anatomy whatever the picture's size.
+            let on_screen = |q: Pos2| {
+                let p = m.plane.point(f64::from(q.y) - 0.5, f64::from(q.x) - 0.5);
+                let [r, c] = plane.pixel_of(p);
+                t.screen_from_image(pos2(c as f32 + 0.5, r as f32 + 0.5))
+            };
+            let (a, b) = (pos(m.a), pos(m.b));
+            match m.kind {
+                MeasurementKind::Line => {
+                    painter.line_segment([on_screen(a), on_screen(b)], (1.5, colour));
+                }
+                MeasurementKind::Roi(shape) => {
+                    let pts: Vec<Pos2> = match shape {
+                        RoiShape::Rectangle => [a, pos2(b.x, a.y), b, pos2(a.x, b.y)]
+                            .into_iter()
+                            .map(on_screen)
+                            .collect(),
+                        RoiShape::Ellipse => {
+                            let c = (a.to_vec2() + b.to_vec2()) / 2.0;
+                            let r = (b - a).abs() / 2.0;
+                            (0..64)
+                                .map(|k| {
+                                    let th = k as f32 / 64.0 * std::f32::consts::TAU;
+                                    on_screen(pos2(c.x + r.x * th.cos(), c.y + r.y * th.sin()))
+                                })
+                                .collect()
+                        }
+                    };
+                    painter.add(egui::Shape::closed_line(pts, (1.5, colour)));
+                }
+            }
+            if let Some(text) = m.label {
+                painter.text(
+                    on_screen(b) + vec2(6.0, 6.0),
+                    egui::Align2::LEFT_TOP,
+                    text,
+                    egui::FontId::monospace(12.0),
+                    colour,
+                );
+            }
         }
     }
 }
