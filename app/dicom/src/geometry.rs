@@ -286,6 +286,26 @@ impl VolumeGeometry {
     }
 }
 
+/// The direction DICOM's patient letters name (PS3.3 C.7.6.1.1.1: L, R, A, P, H, F; "LP" for one between
+/// two axes), as a unit vector in LPS; `None` for an empty or unknown letter.
+pub fn direction_of_letters(s: &str) -> Option<[f64; 3]> {
+    let mut v = [0.0f64; 3];
+    for ch in s.trim().chars() {
+        let (axis, sign) = match ch.to_ascii_uppercase() {
+            'L' => (0, 1.0),
+            'R' => (0, -1.0),
+            'P' => (1, 1.0),
+            'A' => (1, -1.0),
+            'H' => (2, 1.0),
+            'F' => (2, -1.0),
+            _ => return None,
+        };
+        v[axis] += sign;
+    }
+    let n = dot(v, v).sqrt();
+    (n > 0.0).then(|| v.map(|x| x / n))
+}
+
 /// `v` turned by `angle` radians about unit axis `axis` (right-handed, Rodrigues' formula).
 pub fn rotate(v: [f64; 3], axis: [f64; 3], angle: f64) -> [f64; 3] {
     let (s, c) = angle.sin_cos();

@@ -35,6 +35,9 @@ pub struct Instance {
     /// Pixel spacing of the first frame and where it came from (present also without a position).
     pub spacing: Option<([f64; 2], SpacingSource)>,
     pub acquisition_time: Option<String>,
+    /// Patient Orientation (0020,0020) as direction vectors along a row and down a column, for images
+    /// without a position in space (radiographs): "L\\F" is ([1, 0, 0], [0, 0, -1]).
+    pub patient_orientation: Option<([f64; 3], [f64; 3])>,
 }
 
 impl Instance {
@@ -331,6 +334,12 @@ fn read_header(path: &Path) -> std::result::Result<(Obj, Instance), FileProblem>
         frame_geometry,
         spacing: crate::geometry::pixel_spacing(&obj, 0),
         acquisition_time: attrs::string(&obj, tags::ACQUISITION_TIME),
+        patient_orientation: attrs::string(&obj, tags::PATIENT_ORIENTATION).and_then(|s| {
+            let mut parts = s.split('\\');
+            let row = crate::geometry::direction_of_letters(parts.next()?)?;
+            let col = crate::geometry::direction_of_letters(parts.next()?)?;
+            Some((row, col))
+        }),
     };
     Ok((obj, inst))
 }

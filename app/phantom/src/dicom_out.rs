@@ -189,7 +189,9 @@ pub fn write_dx(path: &Path, ids: &StudyIds, img: &DxImage) -> Result<()> {
         )
         .s(tags::BODY_PART_EXAMINED, VR::CS, "CHEST")
         .s(tags::VIEW_POSITION, VR::CS, "PA")
-        .s(tags::PATIENT_ORIENTATION, VR::CS, "R\\F")
+        // Viewed as a PA radiograph is read: the patient's right on the viewer's left, so along a row
+        // is toward the patient's left.
+        .s(tags::PATIENT_ORIENTATION, VR::CS, "L\\F")
         .s(tags::PRESENTATION_INTENT_TYPE, VR::CS, "FOR PRESENTATION")
         .s(tags::IMAGE_TYPE, VR::CS, "DERIVED\\PRIMARY")
         .s(tags::INSTANCE_NUMBER, VR::IS, "1")

@@ -84,6 +84,7 @@ impl ViewTransform {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -157,5 +158,13 @@ mod tests {
             t.edge_letters([1.0, 0.0, 0.0], [0.0, s, -c]),
             ["L", "R", "HA", "FP"]
         );
+        // A radiograph's Patient Orientation "L\\F" (no direction cosines in the file), flipped.
+        let dir = |s| radclip_dicom::geometry::direction_of_letters(s).unwrap();
+        t.flip_h = true;
+        assert_eq!(t.edge_letters(dir("L"), dir("F")), ["R", "L", "H", "F"]);
+        let lp = dir("lp");
+        assert!((lp[0] - lp[1]).abs() < 1e-12 && (lp[0] * lp[0] * 2.0 - 1.0).abs() < 1e-12);
+        assert_eq!(radclip_dicom::geometry::direction_of_letters("X"), None);
+        assert_eq!(radclip_dicom::geometry::direction_of_letters(""), None);
     }
 }

@@ -416,6 +416,13 @@ impl ViewerApp {
         );
         if let Some(g) = e.series.geometry_of(v.slice) {
             orientation_letters(painter, rect, t, g.row_dir(), g.col_dir(), col);
+        } else if let Some((row, column)) = e
+            .series
+            .instance_of(v.slice)
+            .and_then(|(inst, _)| inst.patient_orientation)
+        {
+            // Radiographs: Patient Orientation names the directions along a row and down a column.
+            orientation_letters(painter, rect, t, row, column, col);
         }
     }
 }
