@@ -717,3 +717,78 @@ pub fn fill(
         failed,
     }
 }
+
+/// Segment numbers on a volume's grid, from the DICOM SEG frames laid over its slices (by source image,
+/// else by frame of reference and position): what a reformatted plane shows of a segmentation. Slices
+/// no segment touches hold nothing.
+#[derive(Debug, Clone)]
+pub struct LabelVolume {
+    geometry: VolumeGeometry,
+    slices: Vec<Option<Vec<u16>>>,
+    /// Segment labels by number.
+    pub names: std::collections::BTreeMap<u16, String>,
+}
+
+impl LabelVolume {
+    /// The labels of `segmentations` over `series` (whose grid is `geometry`); `None` when no frame of
+    /// any lies on the series.
+    pub fn from_segmentations(
+        series: &Series,
+        geometry: &VolumeGeometry,
+        segmentations: &[std::sync::Arc<crate::seg::Segmentation>],
+    ) -> Option<Self> {
+        let [cols, rows, slices] = geometry.dims;
+        let mut out = LabelVolume {
+            geometry: geometry.clone(),
+            slices: vec![None; slices],
+            names: Default::default(),
+        };
+        for k in 0..slices {
+            let Some((inst, frame)) = series.instance_of(k) else {
+                continue;
+            };
+            let plane = series.frame_of_reference.as_deref().and_then(|f| {
+                let g = inst.frame_geometry.get(frame as usize)?.as_ref()?;
+                Some((f, g.position, g.orientation))
+            });
+            for seg in segmentations
+                .iter()
+                .filter(|s| s.cols as usize == cols && s.rows as usize == rows)
+            {
+                for (_, info, f) in seg.frames_over(&inst.sop_instance_uid, plane) {
+                    let labels = out.slices[k].get_or_insert_with(|| vec![0; cols * rows]);
+                    for (l, on) in labels.iter_mut().zip(&f.mask) {
+                        if *on {
+                            *l = f.segment;
+                        }
+                    }
+                    out.names.insert(f.segment, info.label.clone());
+                }
+            }
+        }
+        out.slices.iter().any(Option::is_some).then_some(out)
+    }
+
+    /// The segment at each pixel of `plane` (nearest voxel; 0 for none), row-major.
+    pub fn reslice(&self, plane: &Plane) -> Vec<u16> {
+        let g = &self.geometry;
+        let mut out = vec![0u16; plane.rows * plane.columns];
+        out.par_chunks_mut(plane.columns.max(1))
+            .enumerate()
+            .for_each(|(r, row)| {
+                for (c, o) in row.iter_mut().enumerate() {
+                    let i = g.index_of(plane.point(r as f64, c as f64));
+                    let n = [i[0].round(), i[1].round(), i[2].round()];
+                    let inside = (0..3).all(|a| n[a] >= 0.0 && n[a] < g.dims[a] as f64);
+                    if !inside {
+                        continue;
+                    }
+                    let (x, y, z) = (n[0] as usize, n[1] as usize, n[2] as usize);
+                    if let Some(Some(s)) = self.slices.get(z) {
+                        *o = s.get(y * g.dims[0] + x).copied().unwrap_or(0);
+                    }
+                }
+            });
+        out
+    }
+}

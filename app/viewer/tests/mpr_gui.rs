@@ -272,6 +272,23 @@ fn mpr_follows_clicks_wheel_rotation_and_slabs_on_the_demo_ct() {
     );
     h.snapshot("mpr_coronal_mip");
 
+    // S: the demo's segmentation (its lesions), resliced with every view, and its legend.
+    h.state_mut()
+        .mpr
+        .as_mut()
+        .unwrap()
+        .state
+        .apply(MprCommand::SetPoint(LESION));
+    h.key_press(Key::S);
+    h.step();
+    settle(&mut h);
+    {
+        let s = h.state().mpr.as_ref().unwrap();
+        let labels = s.labels.as_ref().expect("the SEG laid on the volume");
+        assert_eq!(labels.names.len(), 4);
+    }
+    h.snapshot("mpr_segmentations");
+
     // M again: back to the 2D viewport.
     h.key_press(Key::M);
     h.step();

@@ -12,12 +12,15 @@ use crossbeam_channel::{Receiver, Sender};
 use egui::{Color32, Pos2, Rect, Sense, TextureHandle, TextureOptions, pos2, vec2};
 use radclip_dicom::geometry::{cross, dot};
 use radclip_dicom::measure::{self, PointInImage, RoiShape};
-use radclip_dicom::volume::{self, Filled, Plane, SlabMode, Volume};
+use radclip_dicom::volume::{self, Filled, LabelVolume, Plane, SlabMode, Volume};
 use radclip_dicom::{VoiFunction, Window};
 
 use super::ViewerApp;
 use super::input::{pos, pt};
-use super::viewport::{corner_text, draw_image, image_corners, orientation_letters};
+use super::textures::segment_color;
+use super::viewport::{
+    corner_text, draw_image, image_corners, orientation_letters, segment_legend,
+};
 use crate::gpu_mpr::{MprCallback, MprParams, stride_for};
 use crate::mpr::{Mpr, MprCommand, VIEW_COLOURS};
 use crate::state::{MeasurementKind, presets};
@@ -30,7 +33,7 @@ pub struct MprSession {
     cancel: Arc<AtomicBool>,
     done: Arc<AtomicUsize>,
     total: usize,
-    filled_rx: Option<Receiver<Filled>>,
+    filled_rx: Option<Receiver<(Filled, Option<LabelVolume>)>>,
     /// The series' own window, for "reset window".
     default_window: (Window, VoiFunction),
     /// Slices that could not be read.
@@ -43,6 +46,8 @@ pub struct MprSession {
     is_16bit: bool,
     /// Lines and ROIs drawn on the views.
     pub measurements: Vec<MprMeasurement>,
+    /// The study's segmentations on the volume's grid (S shows them resliced with the image).
+    pub labels: Option<Arc<LabelVolume>>,
 }
 
 /// A measurement drawn on an MPR view: kept with the plane it was drawn on, in that plane's pixel
@@ -105,27 +110,96 @@ struct MprDrag {
     last: Pos2,
 }
 
+/// What a view's pictures are made from: a change of any part asks for new ones.
+#[derive(Debug, Clone, PartialEq)]
+struct JobKey {
+    params: MprParams,
+    /// Slices decoded when asked.
+    filled: usize,
+    /// The image itself (the CPU path), and the segment overlay.
+    image: bool,
+    masks: bool,
+}
+
 struct CpuJob {
     view: usize,
-    params: MprParams,
-    filled: usize,
+    key: JobKey,
     volume: Arc<RwLock<Volume>>,
+    labels: Option<Arc<LabelVolume>>,
 }
 
 struct CpuDone {
     view: usize,
-    params: MprParams,
-    filled: usize,
-    image: egui::ColorImage,
+    key: JobKey,
+    image: Option<egui::ColorImage>,
+    /// The overlay and the segments it shows.
+    mask: Option<(egui::ColorImage, Vec<u16>)>,
 }
 
-/// Reslices on a worker thread, newest request per view first; the GUI shows the last picture until
-/// the next arrives.
+/// A view's pictures on the GUI side.
+struct Shown {
+    key: JobKey,
+    image: Option<TextureHandle>,
+    mask: Option<(TextureHandle, Vec<u16>)>,
+}
+
+/// Reslices on a worker thread, newest request per view first: the image on the CPU path, and the
+/// segment overlay on both paths. The GUI shows the last pictures until the next arrive.
 struct CpuReslicer {
     tx: Option<Sender<CpuJob>>,
     rx: Receiver<CpuDone>,
-    pending: HashMap<usize, (MprParams, usize)>,
-    shown: HashMap<usize, (MprParams, usize, TextureHandle)>,
+    pending: HashMap<usize, JobKey>,
+    shown: HashMap<usize, Shown>,
+}
+
+fn work(j: &CpuJob, pool: &rayon::ThreadPool) -> CpuDone {
+    let p = &j.key.params;
+    let (rows, cols) = (p.plane.rows, p.plane.columns);
+    let image = j
+        .key
+        .image
+        .then(|| {
+            let v = j.volume.read().ok()?;
+            let out = pool.install(|| v.reslice(&p.plane, p.slab));
+            drop(v);
+            match radclip_dicom::render_values(
+                &out.values,
+                rows as u32,
+                cols as u32,
+                p.window,
+                p.invert,
+            ) {
+                radclip_dicom::Rendered::Grey { data, .. } => {
+                    Some(egui::ColorImage::from_gray([cols, rows], &data))
+                }
+                radclip_dicom::Rendered::Rgb { .. } => None,
+            }
+        })
+        .flatten();
+    let mask = j.labels.as_ref().filter(|_| j.key.masks).map(|l| {
+        let labels = pool.install(|| l.reslice(&p.plane));
+        let mut present: Vec<u16> = Vec::new();
+        let pixels = labels
+            .iter()
+            .map(|n| {
+                if *n == 0 {
+                    return Color32::TRANSPARENT;
+                }
+                if !present.contains(n) {
+                    present.push(*n);
+                }
+                segment_color(*n)
+            })
+            .collect();
+        present.sort_unstable();
+        (egui::ColorImage::new([cols, rows], pixels), present)
+    });
+    CpuDone {
+        view: j.view,
+        key: j.key.clone(),
+        image,
+        mask,
+    }
 }
 
 impl CpuReslicer {
@@ -151,31 +225,7 @@ impl CpuReslicer {
                             latest.insert(j.view, j);
                         }
                         for (_, j) in latest {
-                            let Ok(v) = j.volume.read() else {
-                                continue;
-                            };
-                            let out = pool.install(|| v.reslice(&j.params.plane, j.params.slab));
-                            drop(v);
-                            let (rows, cols) = (j.params.plane.rows, j.params.plane.columns);
-                            let radclip_dicom::Rendered::Grey { data, .. } =
-                                radclip_dicom::render_values(
-                                    &out.values,
-                                    rows as u32,
-                                    cols as u32,
-                                    j.params.window,
-                                    j.params.invert,
-                                )
-                            else {
-                                continue;
-                            };
-                            let image = egui::ColorImage::from_gray([cols, rows], &data);
-                            let done = CpuDone {
-                                view: j.view,
-                                params: j.params,
-                                filled: j.filled,
-                                image,
-                            };
-                            if done_tx.send(done).is_err() {
+                            if done_tx.send(work(&j, &pool)).is_err() {
                                 return;
                             }
                             waker.request_repaint();
@@ -197,62 +247,65 @@ impl CpuReslicer {
 
     fn poll(&mut self, ctx: &egui::Context) {
         while let Ok(d) = self.rx.try_recv() {
-            if self
-                .pending
-                .get(&d.view)
-                .is_some_and(|(p, f)| *p == d.params && *f == d.filled)
-            {
+            if self.pending.get(&d.view) == Some(&d.key) {
                 self.pending.remove(&d.view);
             }
-            let key = (d.params, d.filled);
-            match self.shown.get_mut(&d.view) {
-                Some((p, f, t)) => {
-                    t.set(d.image, TextureOptions::LINEAR);
-                    (*p, *f) = key;
+            let load = |name: String, img: egui::ColorImage, old: Option<TextureHandle>| match old {
+                Some(mut t) => {
+                    t.set(img, TextureOptions::LINEAR);
+                    t
                 }
-                None => {
-                    let t = ctx.load_texture(
-                        format!("mpr-{}", d.view),
-                        d.image,
-                        TextureOptions::LINEAR,
-                    );
-                    self.shown.insert(d.view, (key.0, key.1, t));
-                }
-            }
+                None => ctx.load_texture(name, img, TextureOptions::LINEAR),
+            };
+            let old = self.shown.remove(&d.view);
+            let (old_image, old_mask) = match old {
+                Some(s) => (s.image, s.mask.map(|(t, _)| t)),
+                None => (None, None),
+            };
+            let image = d
+                .image
+                .map(|img| load(format!("mpr-{}", d.view), img, old_image));
+            let mask = d.mask.map(|(img, present)| {
+                (load(format!("mpr-mask-{}", d.view), img, old_mask), present)
+            });
+            self.shown.insert(
+                d.view,
+                Shown {
+                    key: d.key,
+                    image,
+                    mask,
+                },
+            );
         }
     }
 
-    /// Asks for `params` unless it is shown or on its way; returns the texture to draw meanwhile.
-    fn picture(
+    /// Asks for `key`'s pictures unless they are shown or on their way; returns what to draw meanwhile.
+    fn pictures(
         &mut self,
         view: usize,
-        params: &MprParams,
-        filled: usize,
+        key: JobKey,
         volume: &Arc<RwLock<Volume>>,
-    ) -> Option<TextureHandle> {
-        let wanted = |p: &MprParams, f: usize| *p == *params && f == filled;
-        let shown = self.shown.get(&view);
-        let up_to_date = shown.is_some_and(|(p, f, _)| wanted(p, *f));
-        let asked = self.pending.get(&view).is_some_and(|(p, f)| wanted(p, *f));
-        if !up_to_date
-            && !asked
+        labels: Option<&Arc<LabelVolume>>,
+    ) -> Option<&Shown> {
+        let up_to_date = self.shown.get(&view).is_some_and(|s| s.key == key);
+        if up_to_date {
+            // Nothing newer is needed for this view.
+            self.pending.remove(&view);
+        } else if (key.image || key.masks)
+            && self.pending.get(&view) != Some(&key)
             && let Some(tx) = &self.tx
         {
             let job = CpuJob {
                 view,
-                params: params.clone(),
-                filled,
+                key: key.clone(),
                 volume: volume.clone(),
+                labels: labels.cloned(),
             };
             if tx.send(job).is_ok() {
-                self.pending.insert(view, (params.clone(), filled));
+                self.pending.insert(view, key);
             }
         }
-        if up_to_date {
-            // Nothing newer is needed for this view.
-            self.pending.remove(&view);
-        }
-        shown.map(|(_, _, t)| t.clone())
+        self.shown.get(&view)
     }
 }
 
@@ -300,6 +353,8 @@ impl ViewerApp {
         let (tx, rx) = crossbeam_channel::bounded(1);
         let (vol2, cancel2, done2, waker) =
             (volume.clone(), cancel.clone(), done.clone(), ctx.clone());
+        let segmentations = self.segmentations.clone();
+        let geometry = state.geometry.clone();
         let spawned = std::thread::Builder::new()
             .name("radclip-mpr-volume".into())
             .spawn(move || {
@@ -307,7 +362,8 @@ impl ViewerApp {
                     done2.store(n, Ordering::Relaxed);
                     waker.request_repaint();
                 });
-                let _ = tx.send(filled);
+                let labels = LabelVolume::from_segmentations(&series, &geometry, &segmentations);
+                let _ = tx.send((filled, labels));
                 waker.request_repaint();
             });
         if let Err(e) = spawned {
@@ -328,6 +384,7 @@ impl ViewerApp {
             settle_frames: 0,
             is_16bit: true,
             measurements: Vec::new(),
+            labels: None,
         });
     }
 
@@ -338,9 +395,10 @@ impl ViewerApp {
         };
         s.cpu.poll(ctx);
         if let Some(rx) = &s.filled_rx
-            && let Ok(filled) = rx.try_recv()
+            && let Ok((filled, labels)) = rx.try_recv()
         {
             s.filled_rx = None;
+            s.labels = labels.map(Arc::new);
             s.failed = filled.failed.len();
             // Enough frames for the GPU path to upload the last slices (it takes a batch per frame).
             s.settle_frames = s.total.div_ceil(crate::gpu_mpr::SLICES_PER_FRAME) + 2;
@@ -490,6 +548,12 @@ impl ViewerApp {
             s.is_16bit = v.is_16bit();
         }
         let on_gpu = self.gpu_3d_side.is_some() && s.is_16bit;
+        let key = JobKey {
+            params: params.clone(),
+            filled: s.done.load(Ordering::Relaxed),
+            image: !on_gpu,
+            masks: self.show_segmentations && s.labels.is_some(),
+        };
         if on_gpu {
             painter.add(eframe::egui_wgpu::Callback::new_paint_callback(
                 image_rect,
@@ -500,10 +564,16 @@ impl ViewerApp {
                     corners: image_corners(&t).map(|(p, _)| p),
                 },
             ));
-        } else {
-            let filled = s.done.load(Ordering::Relaxed);
-            if let Some(tex) = s.cpu.picture(i, &params, filled, &s.volume) {
+        }
+        let masks_on = key.masks;
+        let mut legend = Vec::new();
+        if let Some(shown) = s.cpu.pictures(i, key, &s.volume, s.labels.as_ref()) {
+            if !on_gpu && let Some(tex) = &shown.image {
                 draw_image(&painter, tex.id(), &t);
+            }
+            if masks_on && let Some((tex, present)) = &shown.mask {
+                draw_image(&painter, tex.id(), &t);
+                legend = present.clone();
             }
         }
         self.transforms.insert(100 + i, t);
@@ -549,6 +619,20 @@ impl ViewerApp {
                 text,
                 half,
             );
+        }
+        if let Some(l) = &s.labels {
+            let masks: Vec<(usize, usize, String, Color32)> = legend
+                .iter()
+                .map(|n| {
+                    let name = l
+                        .names
+                        .get(n)
+                        .cloned()
+                        .unwrap_or_else(|| format!("Segment {n}"));
+                    (0, 0, name, segment_color(*n))
+                })
+                .collect();
+            segment_legend(&painter, image_rect, &masks);
         }
         let stroke = if i == s.state.active {
             Color32::from_rgb(80, 160, 255)

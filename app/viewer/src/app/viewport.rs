@@ -512,7 +512,11 @@ pub(super) fn corner_text(
 
 /// The drawn segments' labels with their colours, on a dark band along the bottom of the viewport (the
 /// image under it may be bright).
-fn segment_legend(painter: &egui::Painter, rect: Rect, masks: &[(usize, usize, String, Color32)]) {
+pub(super) fn segment_legend(
+    painter: &egui::Painter,
+    rect: Rect,
+    masks: &[(usize, usize, String, Color32)],
+) {
     if masks.is_empty() {
         return;
     }
