@@ -151,92 +151,165 @@ pub struct VolumeGeometry {
 }
 
 impl VolumeGeometry {
-    /// Checks that the series' frames (in display order) share size, orientation and in-plane spacing, and
-    /// are evenly spaced along the normal (to 1% of the spacing, or 0.01 mm).
+    /// The grid of a series' frames (in display order), which must share size, orientation and
+    /// in-plane spacing and lie along one normal; see [`slice_plan`] for uneven spacing.
     pub fn from_series(series: &Series) -> Result<Self> {
-        let n = series.frames.len();
-        if n < 2 {
-            return Err(Error::Geometry("a volume needs at least two slices".into()));
-        }
-        let mut geoms = Vec::with_capacity(n);
-        let mut size = None;
-        for i in 0..n {
-            let (inst, _) = series
-                .instance_of(i)
-                .ok_or_else(|| Error::Geometry("frame index out of range".into()))?;
-            let px = inst
-                .pixel
-                .as_ref()
-                .ok_or_else(|| Error::Geometry("a frame has no pixel description".into()))?;
-            let this_size = (px.rows, px.cols);
-            if *size.get_or_insert(this_size) != this_size {
-                return Err(Error::Geometry("slices differ in size".into()));
-            }
-            geoms.push(series.geometry_of(i).ok_or_else(|| {
-                Error::Geometry(format!("slice {} has no position or orientation", i + 1))
-            })?);
-        }
-        let (rows, cols) = size.unwrap_or_default();
-        let first = geoms[0];
-        let ([row_spacing, col_spacing], _) = first
-            .spacing
-            .ok_or_else(|| Error::Geometry("the first slice has no pixel spacing".into()))?;
-        for g in &geoms {
-            if g.orientation
-                .iter()
-                .zip(first.orientation)
-                .any(|(a, b)| (a - b).abs() > 1e-3)
-            {
-                return Err(Error::Geometry("slices differ in orientation".into()));
-            }
-            if g.spacing.map(|s| s.0) != Some([row_spacing, col_spacing]) {
-                return Err(Error::Geometry("slices differ in pixel spacing".into()));
-            }
-        }
-        let d: Vec<f64> = geoms.iter().map(|g| g.distance_along_normal()).collect();
-        let steps: Vec<f64> = d.windows(2).map(|w| w[1] - w[0]).collect();
-        let mut sorted = steps.clone();
-        sorted.sort_by(f64::total_cmp);
-        let step = sorted[sorted.len() / 2];
-        if step.abs() < 1e-6 {
-            return Err(Error::Geometry("slices share one position".into()));
-        }
-        let tol = (step.abs() * 0.01).max(0.01);
-        if steps.iter().any(|s| (s - step).abs() > tol) {
-            return Err(Error::Geometry("slices are not evenly spaced".into()));
-        }
-        // Each slice straight along the normal from the first: a gantry tilt or a shear would put
-        // voxels elsewhere than a grid of these axes says.
-        let normal = first.normal();
-        for (g, dk) in geoms.iter().zip(&d) {
-            let along = dk - d[0];
-            let off: f64 = (0..3)
-                .map(|a| (g.position[a] - first.position[a] - along * normal[a]).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            if off > tol.max(0.05 * row_spacing.min(col_spacing)) {
-                return Err(Error::Geometry(
-                    "the slices are offset sideways (a gantry tilt or a sheared series), which \
-                     radclip does not reformat yet"
-                        .into(),
-                ));
-            }
-        }
-        Ok(VolumeGeometry {
-            dims: [cols as usize, rows as usize, n],
-            spacing: [col_spacing, row_spacing, step.abs()],
-            origin: first.position,
-            row_dir: first.row_dir(),
-            col_dir: first.col_dir(),
-            // From slice k to k + 1, which may be against the orientation's normal.
-            normal: if step < 0.0 {
-                [-normal[0], -normal[1], -normal[2]]
-            } else {
-                normal
-            },
-        })
+        slice_plan(series).map(|(g, _)| g)
     }
+}
 
+/// Where a volume slice's values come from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum SliceSource {
+    /// Frame `k` of the series (display order) lies on it.
+    Frame(usize),
+    /// None does: interpolated linearly between two frames, `t` of the way from `below` to `above`.
+    Between { below: usize, above: usize, t: f64 },
+    /// A gap in an evenly spaced series (a slice never sent, or lost): left blank, and listed.
+    Missing,
+}
+
+/// The volume grid of a series and where each of its slices comes from. Evenly spaced frames (to 1%
+/// of the step, or 0.01 mm) are the slices themselves. Gaps that are whole multiples of the step
+/// (missing slices) leave blank slices. Any other spacing is resampled by position at the smallest
+/// step between frames, so distances in the volume stay true. Frames offset sideways (gantry tilt,
+/// shear) are refused with a sentence.
+pub fn slice_plan(series: &Series) -> Result<(VolumeGeometry, Vec<SliceSource>)> {
+    let n = series.frames.len();
+    if n < 2 {
+        return Err(Error::Geometry("a volume needs at least two slices".into()));
+    }
+    let mut geoms = Vec::with_capacity(n);
+    let mut size = None;
+    for i in 0..n {
+        let (inst, _) = series
+            .instance_of(i)
+            .ok_or_else(|| Error::Geometry("frame index out of range".into()))?;
+        let px = inst
+            .pixel
+            .as_ref()
+            .ok_or_else(|| Error::Geometry("a frame has no pixel description".into()))?;
+        let this_size = (px.rows, px.cols);
+        if *size.get_or_insert(this_size) != this_size {
+            return Err(Error::Geometry("slices differ in size".into()));
+        }
+        geoms.push(series.geometry_of(i).ok_or_else(|| {
+            Error::Geometry(format!("slice {} has no position or orientation", i + 1))
+        })?);
+    }
+    let (rows, cols) = size.unwrap_or_default();
+    let first = geoms[0];
+    let ([row_spacing, col_spacing], _) = first
+        .spacing
+        .ok_or_else(|| Error::Geometry("the first slice has no pixel spacing".into()))?;
+    for g in &geoms {
+        if g.orientation
+            .iter()
+            .zip(first.orientation)
+            .any(|(a, b)| (a - b).abs() > 1e-3)
+        {
+            return Err(Error::Geometry("slices differ in orientation".into()));
+        }
+        if g.spacing.map(|s| s.0) != Some([row_spacing, col_spacing]) {
+            return Err(Error::Geometry("slices differ in pixel spacing".into()));
+        }
+    }
+    let d: Vec<f64> = geoms.iter().map(|g| g.distance_along_normal()).collect();
+    let steps: Vec<f64> = d.windows(2).map(|w| w[1] - w[0]).collect();
+    let sign = if steps.iter().sum::<f64>() < 0.0 {
+        -1.0
+    } else {
+        1.0
+    };
+    if steps.iter().any(|s| s * sign < 1e-6) {
+        return Err(Error::Geometry(
+            "two slices share a position or are out of order along the normal".into(),
+        ));
+    }
+    let mut sorted: Vec<f64> = steps.iter().map(|s| s.abs()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let smallest = sorted[0];
+    let tol = |step: f64| (step * 0.01).max(0.01);
+    let (step, plan) = if sorted.iter().all(|s| (s - median).abs() <= tol(median)) {
+        (median, (0..n).map(SliceSource::Frame).collect())
+    } else if sorted
+        .iter()
+        .all(|s| (s - (s / smallest).round() * smallest).abs() <= tol(smallest))
+    {
+        // Whole multiples of the step: the frames on their slices, blanks between.
+        let mut plan = vec![SliceSource::Frame(0)];
+        for (k, s) in steps.iter().enumerate() {
+            let m = (s.abs() / smallest).round() as usize;
+            plan.extend(std::iter::repeat_n(
+                SliceSource::Missing,
+                m.saturating_sub(1),
+            ));
+            plan.push(SliceSource::Frame(k + 1));
+        }
+        (smallest, plan)
+    } else {
+        let at: Vec<f64> = d.iter().map(|x| (x - d[0]) * sign).collect();
+        let extent = at[n - 1];
+        let count = (extent / smallest + 1e-6).floor() as usize + 1;
+        let mut j = 0;
+        let plan = (0..count)
+            .map(|z| {
+                let t = z as f64 * smallest;
+                while j + 2 < n && at[j + 1] <= t {
+                    j += 1;
+                }
+                let (lo, hi) = (at[j], at[j + 1]);
+                if (t - lo).abs() <= tol(smallest) {
+                    SliceSource::Frame(j)
+                } else if (hi - t).abs() <= tol(smallest) {
+                    SliceSource::Frame(j + 1)
+                } else {
+                    SliceSource::Between {
+                        below: j,
+                        above: j + 1,
+                        t: ((t - lo) / (hi - lo)).clamp(0.0, 1.0),
+                    }
+                }
+            })
+            .collect();
+        (smallest, plan)
+    };
+    let tol = tol(step);
+    // Each slice straight along the normal from the first: a gantry tilt or a shear would put
+    // voxels elsewhere than a grid of these axes says.
+    let normal = first.normal();
+    for (g, dk) in geoms.iter().zip(&d) {
+        let along = dk - d[0];
+        let off: f64 = (0..3)
+            .map(|a| (g.position[a] - first.position[a] - along * normal[a]).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        if off > tol.max(0.05 * row_spacing.min(col_spacing)) {
+            return Err(Error::Geometry(
+                "the slices are offset sideways (a gantry tilt or a sheared series), which \
+                 radclip does not reformat yet"
+                    .into(),
+            ));
+        }
+    }
+    let geometry = VolumeGeometry {
+        dims: [cols as usize, rows as usize, plan.len()],
+        spacing: [col_spacing, row_spacing, step],
+        origin: first.position,
+        row_dir: first.row_dir(),
+        col_dir: first.col_dir(),
+        // From slice k to k + 1, which may be against the orientation's normal.
+        normal: if sign < 0.0 {
+            [-normal[0], -normal[1], -normal[2]]
+        } else {
+            normal
+        },
+    };
+    Ok((geometry, plan))
+}
+
+impl VolumeGeometry {
     /// Patient point `p` (mm) in voxel index units along the columns, rows and slices.
     pub fn index_of(&self, p: [f64; 3]) -> [f64; 3] {
         let d = [

@@ -14,7 +14,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::geometry::{VolumeGeometry, cross, dot};
+use crate::geometry::{SliceSource, VolumeGeometry, cross, dot, slice_plan};
 use crate::measure::{PointInImage, RoiShape, RoiStats, roi_stats_by};
 use crate::pixel::{Frame, VoiFunction, Window};
 use crate::study::Series;
@@ -44,6 +44,8 @@ pub struct Volume {
     pub geometry: VolumeGeometry,
     voxels: Voxels,
     present: Vec<bool>,
+    /// Where each slice's values come from (frames of the series, interpolated, or a gap).
+    plan: Vec<SliceSource>,
 }
 
 /// Which standard plane.
@@ -284,7 +286,10 @@ pub struct Resliced {
 impl Volume {
     /// An empty volume for `series`, whose frames must form a regular grid (a sentence says why not).
     pub fn for_series(series: &Series) -> Result<Self> {
-        Ok(Self::new(VolumeGeometry::from_series(series)?))
+        let (geometry, plan) = slice_plan(series)?;
+        let mut v = Self::new(geometry);
+        v.plan = plan;
+        Ok(v)
     }
 
     /// An empty volume of `geometry`: no slice present.
@@ -292,6 +297,7 @@ impl Volume {
         Volume {
             voxels: Voxels::I16(vec![Vec::new(); geometry.dims[2]]),
             present: vec![false; geometry.dims[2]],
+            plan: (0..geometry.dims[2]).map(SliceSource::Frame).collect(),
             geometry,
         }
     }
@@ -495,6 +501,18 @@ impl Volume {
         matches!(self.voxels, Voxels::I16(_))
     }
 
+    /// Where each slice comes from.
+    pub fn plan(&self) -> &[SliceSource] {
+        &self.plan
+    }
+
+    /// The slices that are gaps in the series (no frame lies on them): blank for good.
+    pub fn gaps(&self) -> Vec<usize> {
+        (0..self.plan.len())
+            .filter(|k| self.plan[*k] == SliceSource::Missing)
+            .collect()
+    }
+
     /// The slices not (yet) filled.
     pub fn missing_slices(&self) -> Vec<usize> {
         (0..self.present.len())
@@ -547,6 +565,35 @@ impl SliceValues {
         } else {
             SliceData::F32(values.iter().map(|v| *v as f32).collect())
         }))
+    }
+
+    /// The slice `t` of the way from `a` to `b` (0: `a`), for a slice no frame lies on; 16-bit stays
+    /// 16-bit, rounded to the nearest whole value.
+    pub fn between(a: &SliceValues, b: &SliceValues, t: f64) -> SliceValues {
+        let lerp = |x: f64, y: f64| x + (y - x) * t;
+        SliceValues(match (&a.0, &b.0) {
+            (SliceData::I16(x), SliceData::I16(y)) => SliceData::I16(
+                x.iter()
+                    .zip(y)
+                    .map(|(p, q)| lerp(f64::from(*p), f64::from(*q)).round() as i16)
+                    .collect(),
+            ),
+            (x, y) => {
+                let wide = |d: &SliceData| -> Vec<f32> {
+                    match d {
+                        SliceData::I16(v) => v.iter().map(|p| f32::from(*p)).collect(),
+                        SliceData::F32(v) => v.clone(),
+                    }
+                };
+                SliceData::F32(
+                    wide(x)
+                        .iter()
+                        .zip(wide(y))
+                        .map(|(p, q)| lerp(f64::from(*p), f64::from(q)) as f32)
+                        .collect(),
+                )
+            }
+        })
     }
 
     fn len(&self) -> usize {
@@ -665,10 +712,26 @@ pub fn fill(
             slot.1.push((k, f));
         }
     }
-    let geometry = match volume.read() {
-        Ok(v) => v.geometry.clone(),
+    let (geometry, plan) = match volume.read() {
+        Ok(v) => (v.geometry.clone(), v.plan.clone()),
         Err(_) => return Filled::default(),
     };
+    // Frame k → the slice it lies on; frames an interpolated slice needs are kept until the end.
+    let mut slice_of = std::collections::HashMap::new();
+    let mut needed = std::collections::HashSet::new();
+    for (z, src) in plan.iter().enumerate() {
+        match src {
+            SliceSource::Frame(k) => {
+                slice_of.insert(*k, z);
+            }
+            SliceSource::Between { below, above, .. } => {
+                needed.insert(*below);
+                needed.insert(*above);
+            }
+            SliceSource::Missing => {}
+        }
+    }
+    let kept = std::sync::Mutex::new(std::collections::HashMap::new());
     let done = std::sync::atomic::AtomicUsize::new(0);
     let window = std::sync::Mutex::new(None);
     let failed = std::sync::Mutex::new(Vec::new());
@@ -692,12 +755,20 @@ pub fn fill(
             };
             let own_window = frame.default_window();
             // Converted on this thread; the lock is held only to move the slice in.
-            let written = SliceValues::from_frame(&geometry, *k, frame).and_then(|values| {
-                match volume.write() {
-                    Ok(mut v) => v.put_slice(*k, values),
-                    Err(_) => Err(Error::Geometry("the volume's lock is poisoned".into())),
-                }
-            });
+            let z = slice_of.get(k).copied();
+            let written =
+                SliceValues::from_frame(&geometry, z.unwrap_or(0), frame).and_then(|values| {
+                    if needed.contains(k)
+                        && let Ok(mut m) = kept.lock()
+                    {
+                        m.insert(*k, values.clone());
+                    }
+                    match (z, volume.write()) {
+                        (Some(z), Ok(mut v)) => v.put_slice(z, values),
+                        (None, Ok(_)) => Ok(()),
+                        (_, Err(_)) => Err(Error::Geometry("the volume's lock is poisoned".into())),
+                    }
+                });
             if let Err(e) = written {
                 fail(e.to_string());
                 continue;
@@ -710,6 +781,17 @@ pub fn fill(
             progress(done.fetch_add(1, Ordering::Relaxed) + 1);
         }
     });
+    // Slices between frames, once both frames are in.
+    let kept = kept.into_inner().unwrap_or_default();
+    for (z, src) in plan.iter().enumerate() {
+        if let SliceSource::Between { below, above, t } = src
+            && let (Some(a), Some(b)) = (kept.get(below), kept.get(above))
+            && !cancel.load(Ordering::Relaxed)
+            && let Ok(mut v) = volume.write()
+        {
+            let _ = v.put_slice(z, SliceValues::between(a, b, *t));
+        }
+    }
     let mut failed = failed.into_inner().unwrap_or_default();
     failed.sort_by_key(|(k, _)| *k);
     Filled {
@@ -735,6 +817,7 @@ impl LabelVolume {
     pub fn from_segmentations(
         series: &Series,
         geometry: &VolumeGeometry,
+        plan: &[SliceSource],
         segmentations: &[std::sync::Arc<crate::seg::Segmentation>],
     ) -> Option<Self> {
         let [cols, rows, slices] = geometry.dims;
@@ -743,7 +826,19 @@ impl LabelVolume {
             slices: vec![None; slices],
             names: Default::default(),
         };
-        for k in 0..slices {
+        for z in 0..slices {
+            // An interpolated slice takes the nearer frame's labels; a gap has none.
+            let k = match plan.get(z) {
+                Some(SliceSource::Frame(k)) => *k,
+                Some(SliceSource::Between { below, above, t }) => {
+                    if *t < 0.5 {
+                        *below
+                    } else {
+                        *above
+                    }
+                }
+                _ => continue,
+            };
             let Some((inst, frame)) = series.instance_of(k) else {
                 continue;
             };
@@ -756,7 +851,7 @@ impl LabelVolume {
                 .filter(|s| s.cols as usize == cols && s.rows as usize == rows)
             {
                 for (_, info, f) in seg.frames_over(&inst.sop_instance_uid, plane) {
-                    let labels = out.slices[k].get_or_insert_with(|| vec![0; cols * rows]);
+                    let labels = out.slices[z].get_or_insert_with(|| vec![0; cols * rows]);
                     for (l, on) in labels.iter_mut().zip(&f.mask) {
                         if *on {
                             *l = f.segment;

@@ -474,9 +474,9 @@ fn the_demo_segmentation_reslices_onto_any_plane() {
         .unwrap();
     let seg =
         std::sync::Arc::new(radclip_dicom::seg::Segmentation::read(&dir.join("seg.dcm")).unwrap());
-    let g = VolumeGeometry::from_series(series).unwrap();
+    let (g, plan) = radclip_dicom::geometry::slice_plan(series).unwrap();
     let labels =
-        radclip_dicom::volume::LabelVolume::from_segmentations(series, &g, &[seg]).unwrap();
+        radclip_dicom::volume::LabelVolume::from_segmentations(series, &g, &plan, &[seg]).unwrap();
     assert_eq!(labels.names.len(), 4, "{:?}", labels.names);
     for (number, lesion) in (1u16..).zip(lesions()) {
         for kind in [PlaneKind::Coronal, PlaneKind::Sagittal, PlaneKind::Axial] {
@@ -492,4 +492,119 @@ fn the_demo_segmentation_reslices_onto_any_plane() {
             );
         }
     }
+}
+
+/// Copies of the demo CT's slices into `dir`, leaving out `skip` (file numbers) and moving those whose
+/// position is below `z_below` by `dz` mm along z.
+fn demo_copy(dir: &Path, skip: &[u32], z_below: f64, dz: f64) {
+    use dicom_core::{DataElement, PrimitiveValue, VR};
+    use dicom_dictionary_std::tags;
+    for n in 1..=64u32 {
+        if skip.contains(&n) {
+            continue;
+        }
+        let name = format!("CT{n:04}.dcm");
+        let mut obj = dicom_object::open_file(workspace().join("assets/demo").join(&name)).unwrap();
+        let p = obj
+            .element(tags::IMAGE_POSITION_PATIENT)
+            .unwrap()
+            .to_multi_float64()
+            .unwrap();
+        if p[2] < z_below {
+            let moved = format!("{}\\{}\\{}", p[0], p[1], p[2] + dz);
+            obj.put(DataElement::new(
+                tags::IMAGE_POSITION_PATIENT,
+                VR::DS,
+                PrimitiveValue::from(moved),
+            ));
+        }
+        obj.write_to_file(dir.join(&name)).unwrap();
+    }
+}
+
+fn only_series(dir: &Path) -> radclip_dicom::Series {
+    let tree = radclip_dicom::scan(dir).unwrap();
+    tree.series().find(|s| s.is_image()).unwrap().clone()
+}
+
+fn filled(series: &radclip_dicom::Series) -> Volume {
+    let cell = std::sync::RwLock::new(Volume::for_series(series).unwrap());
+    let f = radclip_dicom::volume::fill(
+        series,
+        &cell,
+        &std::sync::atomic::AtomicBool::new(false),
+        &|_| {},
+    );
+    assert!(f.failed.is_empty(), "{:?}", f.failed);
+    cell.into_inner().unwrap()
+}
+
+/// A series with two files missing keeps its 4-mm grid: the two slices are blank and listed as gaps,
+/// every other slice holds its own frame's values. One with uneven spacing (a 6-mm step in 4-mm
+/// slices) is resampled by position at 4 mm: slices on a frame are that frame, the others the linear
+/// blend of the frames either side, rounded to whole HU.
+#[test]
+fn missing_slices_stay_blank_and_uneven_spacing_is_resampled_by_position() {
+    let full = demo_ct();
+    let tmp = tempfile::tempdir().unwrap();
+    let gap = tmp.path().join("gap");
+    std::fs::create_dir_all(&gap).unwrap();
+    demo_copy(&gap, &[30, 31], f64::NEG_INFINITY, 0.0);
+    let v = filled(&only_series(&gap));
+    assert_eq!(
+        v.geometry.dims, full.geometry.dims,
+        "the grid keeps its 64 slices"
+    );
+    assert_eq!(v.geometry.spacing, full.geometry.spacing);
+    let gaps = v.gaps();
+    assert_eq!(gaps.len(), 2);
+    assert_eq!(gaps[1], gaps[0] + 1);
+    assert_eq!(v.missing_slices(), gaps, "only the gaps are blank");
+    for z in 0..64 {
+        let same = (0..256).step_by(7).all(|j| {
+            (0..256)
+                .step_by(5)
+                .all(|i| v.voxel(i, j, z) == full.voxel(i, j, z))
+        });
+        assert_eq!(same, !gaps.contains(&z), "slice {z}");
+    }
+
+    let uneven = tmp.path().join("uneven");
+    std::fs::create_dir_all(&uneven).unwrap();
+    // The lower half 2 mm further down: one 6-mm step between the halves.
+    let z_mid = full.centre()[2];
+    demo_copy(&uneven, &[], z_mid, -2.0);
+    let series = only_series(&uneven);
+    let v = filled(&series);
+    assert_eq!(v.geometry.spacing[2], 4.0);
+    assert_eq!(v.geometry.dims[2], 64, "254 mm at 4 mm");
+    assert!(v.is_complete(), "every slice filled, no gaps");
+    let frames: Vec<radclip_dicom::Frame> = (0..series.frames.len())
+        .map(|k| {
+            let (inst, f) = series.instance_of(k).unwrap();
+            radclip_dicom::pixel::decode_image_file(&inst.path)
+                .unwrap()
+                .swap_remove(f as usize)
+        })
+        .collect();
+    let hu = |k: usize, i: u32, j: u32| frames[k].value_at(j, i).unwrap();
+    let mut between = 0;
+    for (z, src) in v.plan().iter().enumerate() {
+        for (i, j) in [(128u32, 128u32), (60, 120), (200, 90), (30, 200)] {
+            let got = f64::from(v.voxel(i as usize, j as usize, z).unwrap());
+            let want = match *src {
+                radclip_dicom::geometry::SliceSource::Frame(k) => hu(k, i, j),
+                radclip_dicom::geometry::SliceSource::Between { below, above, t } => {
+                    (hu(below, i, j) + (hu(above, i, j) - hu(below, i, j)) * t).round()
+                }
+                radclip_dicom::geometry::SliceSource::Missing => panic!("no gap here"),
+            };
+            assert_eq!(got, want, "slice {z} ({src:?}) at ({i}, {j})");
+        }
+        between += usize::from(matches!(
+            src,
+            radclip_dicom::geometry::SliceSource::Between { .. }
+        ));
+    }
+    assert!(between >= 30, "{between} slices interpolated");
 }

@@ -106,8 +106,14 @@ pub fn reslice(a: ResliceArgs) -> anyhow::Result<()> {
         v["slab"] = serde_json::to_value(slab)?;
         v["through_mm"] = serde_json::json!(through);
         v["series"] = serde_json::json!(series.label());
+        let interpolated = volume
+            .plan()
+            .iter()
+            .filter(|p| matches!(p, radclip_dicom::geometry::SliceSource::Between { .. }))
+            .count();
         v["volume"] = serde_json::json!({"dims": volume.geometry.dims,
-            "spacing_mm": volume.geometry.spacing, "bytes": volume.byte_len(), "ms": volume_ms});
+            "spacing_mm": volume.geometry.spacing, "bytes": volume.byte_len(), "ms": volume_ms,
+            "gaps": volume.gaps(), "interpolated_slices": interpolated});
         v["reslice_ms"] = serde_json::json!(reslice_ms);
         v["out"] = serde_json::json!(a.out.display().to_string());
         println!("{v}");

@@ -48,6 +48,9 @@ pub struct MprSession {
     pub measurements: Vec<MprMeasurement>,
     /// The study's segmentations on the volume's grid (S shows them resliced with the image).
     pub labels: Option<Arc<LabelVolume>>,
+    /// Slices that are gaps in the series, and slices interpolated between frames (uneven spacing).
+    pub gaps: usize,
+    pub interpolated: usize,
 }
 
 /// A measurement drawn on an MPR view: kept with the plane it was drawn on, in that plane's pixel
@@ -346,6 +349,12 @@ impl ViewerApp {
             .unwrap_or((Window::from_range(-1000.0, 1000.0), VoiFunction::Linear));
         let window = v.window.unwrap_or(default_window);
         let state = Mpr::new(si, vol.geometry.clone(), window);
+        let gaps = vol.gaps().len();
+        let interpolated = vol
+            .plan()
+            .iter()
+            .filter(|p| matches!(p, radclip_dicom::geometry::SliceSource::Between { .. }))
+            .count();
         let total = series.frames.len();
         let volume = Arc::new(RwLock::new(vol));
         let cancel = Arc::new(AtomicBool::new(false));
@@ -355,6 +364,10 @@ impl ViewerApp {
             (volume.clone(), cancel.clone(), done.clone(), ctx.clone());
         let segmentations = self.segmentations.clone();
         let geometry = state.geometry.clone();
+        let plan = volume
+            .try_read()
+            .map(|v| v.plan().to_vec())
+            .unwrap_or_default();
         let spawned = std::thread::Builder::new()
             .name("radclip-mpr-volume".into())
             .spawn(move || {
@@ -362,7 +375,8 @@ impl ViewerApp {
                     done2.store(n, Ordering::Relaxed);
                     waker.request_repaint();
                 });
-                let labels = LabelVolume::from_segmentations(&series, &geometry, &segmentations);
+                let labels =
+                    LabelVolume::from_segmentations(&series, &geometry, &plan, &segmentations);
                 let _ = tx.send((filled, labels));
                 waker.request_repaint();
             });
@@ -385,6 +399,8 @@ impl ViewerApp {
             is_16bit: true,
             measurements: Vec::new(),
             labels: None,
+            gaps,
+            interpolated,
         });
     }
 
@@ -673,6 +689,18 @@ impl ViewerApp {
             None => lines.push("Value —".into()),
         }
         lines.push(format!("Slices decoded {done}/{total}"));
+        if s.gaps > 0 {
+            lines.push(format!(
+                "{} slice(s) missing from the series: blank",
+                s.gaps
+            ));
+        }
+        if s.interpolated > 0 {
+            lines.push(format!(
+                "Uneven spacing: {} slice(s) interpolated at {:.2} mm",
+                s.interpolated, g.spacing[2]
+            ));
+        }
         if s.failed > 0 {
             lines.push(format!("{} slice(s) unreadable, left blank", s.failed));
         }
