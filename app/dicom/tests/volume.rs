@@ -608,3 +608,40 @@ fn missing_slices_stay_blank_and_uneven_spacing_is_resampled_by_position() {
     }
     assert!(between >= 30, "{between} slices interpolated");
 }
+
+/// An Enhanced CT (one file, per-frame positions in its functional groups: pydicom-data's
+/// eCT_Supplemental.dcm, frames at z = −159 and −149 mm) makes a volume of its frames, 10 mm apart,
+/// each slice its own frame's HU.
+#[test]
+fn an_enhanced_multiframe_ct_makes_a_volume_from_its_per_frame_positions() {
+    let root = std::env::var_os("RADCLIP_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target/fixtures"));
+    let file = root.join("data_store/data/eCT_Supplemental.dcm");
+    assert!(file.is_file(), "run `bash tests/fixtures/fetch.sh`");
+    let tree = radclip_dicom::scan(&file).unwrap();
+    let series = tree.series().find(|s| s.is_image()).unwrap();
+    assert_eq!(series.frames.len(), 2);
+    let v = filled(series);
+    assert_eq!(v.geometry.dims, [512, 512, 2]);
+    assert!((v.geometry.spacing[2] - 10.0).abs() < 1e-9);
+    // Display order (head first): slice 0 is the frame at −149 mm, and the volume runs toward the feet.
+    assert_eq!(v.geometry.origin[2], -149.0);
+    assert!((v.geometry.normal[2] + 1.0).abs() < 1e-9);
+    let frames = radclip_dicom::pixel::decode_image_file(&file).unwrap();
+    for k in 0..2 {
+        let f = &frames[series.instance_of(k).unwrap().1 as usize];
+        for (i, j) in [(256u32, 256u32), (100, 300), (400, 50)] {
+            assert_eq!(
+                v.voxel(i as usize, j as usize, k).map(f64::from),
+                f.value_at(j, i),
+                "frame {k} at ({i}, {j})"
+            );
+        }
+    }
+    // Halfway between the two frames, a voxel is their mean.
+    let mid = v.geometry.point_of([256.0, 256.0, 0.5]);
+    let want =
+        (frames[0].value_at(256, 256).unwrap() + frames[1].value_at(256, 256).unwrap()) / 2.0;
+    assert!((f64::from(v.sample(mid).unwrap()) - want).abs() < 1e-3);
+}
