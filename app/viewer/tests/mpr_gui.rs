@@ -294,6 +294,10 @@ fn mpr_follows_clicks_wheel_rotation_and_slabs_on_the_demo_ct() {
     h.step();
     settle(&mut h);
     assert!(h.state().mpr.is_none());
+    // The 2D view shows the acquired slice through the crosshair (the nodule's centre).
+    let v = &h.state().viewports[0];
+    let g = h.state().series[0].series.geometry_of(v.slice).unwrap();
+    assert!((g.position[2] - LESION[2]).abs() < 1e-6, "{:?}", g.position);
 }
 
 /// The GPU reslicer draws the MPR views as the CPU path does: the same study, crosshair and window,

@@ -494,6 +494,21 @@ impl ViewerApp {
                 self.mpr_info_ui(ui, &s, rect);
             }
         }
+        // The 2D view (hidden behind the MPR layout) follows the crosshair to the acquired slice nearest
+        // it: the AI panel reads that slice, and leaving MPR shows it.
+        let nearest = self
+            .series
+            .get(s.state.series)
+            .and_then(|e| e.series.nearest_frame(s.state.point))
+            .map(|(j, _)| j);
+        if let Some(j) = nearest
+            && let Some(v) = self.viewports.get_mut(self.active)
+            && v.series == Some(s.state.series)
+            && v.slice != j
+        {
+            v.slice = j;
+            self.request_frames();
+        }
         self.mpr = Some(s);
     }
 
