@@ -8,7 +8,7 @@
 #
 # Writes into $OUT: embeddings of the tiny Hugging Face reference model on the GPU (f16) and the CPU, the
 # demo model's held-out evaluation on the GPU, encode timings of random B/32 and B/16 models (bs 1 and 32)
-# and the W/L benchmark on the machine's Vulkan device, each with its stderr. Every step runs even when
+# and the W/L and MPR benchmarks on the machine's Vulkan device, each with its stderr. Every step runs even when
 # one fails, so one call gives everything; ~3–5 minutes in all. REPEAT and BATCH_BIG shrink it for a dry
 # run on a CPU build (every step then says it runs on the CPU).
 set -u
@@ -45,4 +45,6 @@ for shape in b32 b16; do
 done
 step wl-2048 "$bin" bench window-level --size 2048 --repeat "${REPEAT:-60}" --gpu
 step wl-512 "$bin" bench window-level --size 512 --repeat "${REPEAT:-60}" --gpu
+# MPR: the demo CT resliced at 1024² on the CPU and with the GPU reslicer on the Vulkan device.
+step mpr-demo "$bin" bench mpr assets/demo --size 1024 --repeat "${REPEAT:-20}"
 ls -la "$out"
