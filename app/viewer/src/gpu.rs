@@ -24,32 +24,11 @@ struct Uniforms {
 @group(0) @binding(1) var table: texture_2d<f32>;
 @group(0) @binding(2) var<uniform> u: Uniforms;
 
-struct VertexOut {
-    @builtin(position) position: vec4<f32>,
-    @location(0) uv: vec2<f32>,
-};
-
-@vertex
-fn vs_main(@builtin(vertex_index) i: u32) -> VertexOut {
-    var uvs = array<vec2<f32>, 4>(vec2(0.0, 0.0), vec2(1.0, 0.0), vec2(0.0, 1.0), vec2(1.0, 1.0));
-    var out: VertexOut;
-    out.position = vec4<f32>(u.corners[i].xy, 0.0, 1.0);
-    out.uv = uvs[i];
-    return out;
-}
-
 fn display(p: vec2<i32>) -> f32 {
     let size = vec2<i32>(u.size.xy);
     let q = clamp(p, vec2<i32>(0, 0), size - vec2<i32>(1, 1));
     let index = textureLoad(indices, q, 0).r;
     return textureLoad(table, vec2<i32>(i32(index & 255u), i32(index >> 8u)), 0).r;
-}
-
-fn linear_from_gamma(v: f32) -> f32 {
-    if v < 0.04045 {
-        return v / 12.92;
-    }
-    return pow((v + 0.055) / 1.055, 2.4);
 }
 
 @fragment
@@ -124,70 +103,22 @@ pub struct VoiPipeline {
 
 impl VoiPipeline {
     pub fn new(device: &wgpu::Device, target: wgpu::TextureFormat) -> Self {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("radclip_voi"),
-            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
-        });
-        let texture_entry = |binding, sample_type| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::FRAGMENT,
-            ty: wgpu::BindingType::Texture {
-                sample_type,
-                view_dimension: wgpu::TextureViewDimension::D2,
-                multisampled: false,
-            },
-            count: None,
-        };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("radclip_voi_layout"),
-            entries: &[
-                texture_entry(0, wgpu::TextureSampleType::Uint),
-                texture_entry(1, wgpu::TextureSampleType::Float { filterable: false }),
-                wgpu::BindGroupLayoutEntry {
-                    binding: 2,
-                    visibility: wgpu::ShaderStages::VERTEX | wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                },
+        let (pipeline, layout) = quad_pipeline(
+            device,
+            "voi",
+            SHADER,
+            &[
+                (
+                    wgpu::TextureSampleType::Uint,
+                    wgpu::TextureViewDimension::D2,
+                ),
+                (
+                    wgpu::TextureSampleType::Float { filterable: false },
+                    wgpu::TextureViewDimension::D2,
+                ),
             ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("radclip_voi_pipeline_layout"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-            label: Some("radclip_voi_pipeline"),
-            layout: Some(&pipeline_layout),
-            vertex: wgpu::VertexState {
-                module: &module,
-                entry_point: Some("vs_main"),
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
-                buffers: &[],
-            },
-            primitive: wgpu::PrimitiveState {
-                topology: wgpu::PrimitiveTopology::TriangleStrip,
-                ..Default::default()
-            },
-            depth_stencil: None,
-            multisample: wgpu::MultisampleState::default(),
-            fragment: Some(wgpu::FragmentState {
-                module: &module,
-                entry_point: Some("fs_main"),
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
-                targets: &[Some(wgpu::ColorTargetState {
-                    format: target,
-                    blend: None,
-                    write_mask: wgpu::ColorWrites::ALL,
-                })],
-            }),
-            multiview_mask: None,
-            cache: None,
-        });
+            target,
+        );
         VoiPipeline {
             pipeline,
             layout,
@@ -195,6 +126,152 @@ impl VoiPipeline {
             max_texture_side: device.limits().max_texture_dimension_2d,
         }
     }
+}
+
+/// What every radclip shader ends with: the quad's vertex stage (from `u.corners`, the first member of
+/// its uniforms, in clip space) and the sRGB decoding for sRGB targets.
+const QUAD_WGSL: &str = r#"
+struct VertexOut {
+    @builtin(position) position: vec4<f32>,
+    @location(0) uv: vec2<f32>,
+};
+
+@vertex
+fn vs_main(@builtin(vertex_index) i: u32) -> VertexOut {
+    var uvs = array<vec2<f32>, 4>(vec2(0.0, 0.0), vec2(1.0, 0.0), vec2(0.0, 1.0), vec2(1.0, 1.0));
+    var out: VertexOut;
+    out.position = vec4<f32>(u.corners[i].xy, 0.0, 1.0);
+    out.uv = uvs[i];
+    return out;
+}
+
+fn linear_from_gamma(v: f32) -> f32 {
+    if v < 0.04045 {
+        return v / 12.92;
+    }
+    return pow((v + 0.055) / 1.055, 2.4);
+}
+"#;
+
+/// An image's screen corners (points) at its (0,0), (w,0), (w,h), (0,h) as clip-space positions in strip
+/// order, (0,0), (w,0), (0,h), (w,h), for a target of `screen` points: egui's own mapping, so the quad
+/// lands on the pixels a mesh would.
+pub(crate) fn strip_corners(corners: [Pos2; 4], screen: [f32; 2]) -> [[f32; 2]; 4] {
+    let clip = |q: Pos2| {
+        [
+            2.0 * q.x / screen[0].max(1.0) - 1.0,
+            1.0 - 2.0 * q.y / screen[1].max(1.0),
+        ]
+    };
+    [
+        clip(corners[0]),
+        clip(corners[1]),
+        clip(corners[3]),
+        clip(corners[2]),
+    ]
+}
+
+/// The target's size in points.
+pub(crate) fn screen_points(screen: &egui_wgpu::ScreenDescriptor) -> [f32; 2] {
+    let ppp = screen.pixels_per_point.max(f32::EPSILON);
+    [
+        screen.size_in_pixels[0] as f32 / ppp,
+        screen.size_in_pixels[1] as f32 / ppp,
+    ]
+}
+
+/// The whole target as the viewport (the clip rectangle stays as the scissor), so that corners map as
+/// they do for egui's meshes.
+pub(crate) fn full_viewport(pass: &mut wgpu::RenderPass<'static>, info: &egui::PaintCallbackInfo) {
+    pass.set_viewport(
+        0.0,
+        0.0,
+        info.screen_size_px[0] as f32,
+        info.screen_size_px[1] as f32,
+        0.0,
+        1.0,
+    );
+}
+
+/// The shape of radclip's shaders (the VOI and the MPR ones): textures at bindings 0.. (read in the
+/// fragment stage), then one uniform buffer (both stages), and one quad drawn as a 4-vertex strip by
+/// [`QUAD_WGSL`]'s `vs_main` and `shader`'s `fs_main` into `target`.
+pub(crate) fn quad_pipeline(
+    device: &wgpu::Device,
+    name: &str,
+    shader: &str,
+    textures: &[(wgpu::TextureSampleType, wgpu::TextureViewDimension)],
+    target: wgpu::TextureFormat,
+) -> (wgpu::RenderPipeline, wgpu::BindGroupLayout) {
+    let label = format!("radclip_{name}");
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(&label),
+        source: wgpu::ShaderSource::Wgsl(format!("{shader}\n{QUAD_WGSL}").into()),
+    });
+    let mut entries: Vec<wgpu::BindGroupLayoutEntry> = textures
+        .iter()
+        .enumerate()
+        .map(
+            |(binding, (sample_type, view_dimension))| wgpu::BindGroupLayoutEntry {
+                binding: binding as u32,
+                visibility: wgpu::ShaderStages::FRAGMENT,
+                ty: wgpu::BindingType::Texture {
+                    sample_type: *sample_type,
+                    view_dimension: *view_dimension,
+                    multisampled: false,
+                },
+                count: None,
+            },
+        )
+        .collect();
+    entries.push(wgpu::BindGroupLayoutEntry {
+        binding: textures.len() as u32,
+        visibility: wgpu::ShaderStages::VERTEX | wgpu::ShaderStages::FRAGMENT,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Uniform,
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    });
+    let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: Some(&label),
+        entries: &entries,
+    });
+    let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: Some(&label),
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
+        label: Some(&label),
+        layout: Some(&pipeline_layout),
+        vertex: wgpu::VertexState {
+            module: &module,
+            entry_point: Some("vs_main"),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            buffers: &[],
+        },
+        primitive: wgpu::PrimitiveState {
+            topology: wgpu::PrimitiveTopology::TriangleStrip,
+            ..Default::default()
+        },
+        depth_stencil: None,
+        multisample: wgpu::MultisampleState::default(),
+        fragment: Some(wgpu::FragmentState {
+            module: &module,
+            entry_point: Some("fs_main"),
+            compilation_options: wgpu::PipelineCompilationOptions::default(),
+            targets: &[Some(wgpu::ColorTargetState {
+                format: target,
+                blend: None,
+                write_mask: wgpu::ColorWrites::ALL,
+            })],
+        }),
+        multiview_mask: None,
+        cache: None,
+    });
+    (pipeline, layout)
 }
 
 /// One viewport's textures on the GPU.
@@ -329,20 +406,8 @@ impl GpuImage {
         corners: [Pos2; 4],
         screen: [f32; 2],
     ) {
-        // Same mapping as egui's own vertex shader, so the quad lands on the pixels a mesh would.
-        let clip = |q: Pos2| {
-            [
-                2.0 * q.x / screen[0].max(1.0) - 1.0,
-                1.0 - 2.0 * q.y / screen[1].max(1.0),
-            ]
-        };
         let mut u = [0f32; 20];
-        // Strip order: (0,0), (w,0), (0,h), (w,h).
-        for (k, c) in [corners[0], corners[1], corners[3], corners[2]]
-            .into_iter()
-            .enumerate()
-        {
-            let [x, y] = clip(c);
+        for (k, [x, y]) in strip_corners(corners, screen).into_iter().enumerate() {
             u[4 * k] = x;
             u[4 * k + 1] = y;
         }
@@ -443,13 +508,8 @@ impl egui_wgpu::CallbackTrait for VoiCallback {
             let img = GpuImage::new(device, queue, &r.pipeline, &self.frame, &self.table);
             r.images.insert(self.viewport, img);
         }
-        let ppp = screen.pixels_per_point.max(f32::EPSILON);
-        let size = [
-            screen.size_in_pixels[0] as f32 / ppp,
-            screen.size_in_pixels[1] as f32 / ppp,
-        ];
         if let Some(img) = r.images.get(&self.viewport) {
-            img.place(queue, &r.pipeline, self.corners, size);
+            img.place(queue, &r.pipeline, self.corners, screen_points(screen));
         }
         Vec::new()
     }
@@ -466,16 +526,7 @@ impl egui_wgpu::CallbackTrait for VoiCallback {
         let Some(img) = r.images.get(&self.viewport) else {
             return;
         };
-        // The whole target as viewport (the clip rectangle stays as the scissor), so the corners map as
-        // they do for egui's meshes.
-        pass.set_viewport(
-            0.0,
-            0.0,
-            info.screen_size_px[0] as f32,
-            info.screen_size_px[1] as f32,
-            0.0,
-            1.0,
-        );
+        full_viewport(pass, &info);
         img.draw(&r.pipeline, pass);
     }
 }

@@ -48,20 +48,6 @@ struct Uniforms {
 @group(0) @binding(1) var present: texture_2d<u32>;
 @group(0) @binding(2) var<uniform> u: Uniforms;
 
-struct VertexOut {
-    @builtin(position) position: vec4<f32>,
-    @location(0) uv: vec2<f32>,
-};
-
-@vertex
-fn vs_main(@builtin(vertex_index) i: u32) -> VertexOut {
-    var uvs = array<vec2<f32>, 4>(vec2(0.0, 0.0), vec2(1.0, 0.0), vec2(0.0, 1.0), vec2(1.0, 1.0));
-    var out: VertexOut;
-    out.position = vec4<f32>(u.corners[i].xy, 0.0, 1.0);
-    out.uv = uvs[i];
-    return out;
-}
-
 // (value, 1) inside the volume, (0, 0) outside or next to a slice not yet decoded.
 fn sample(p: vec3<f32>) -> vec2<f32> {
     let d = p - u.vol_origin.xyz;
@@ -113,13 +99,6 @@ fn voi(x: f32) -> f32 {
         return (x - c) / we + 0.5;
     }
     return 1.0 / (1.0 + exp(-4.0 * (x - c) / max(w, 1e-6)));
-}
-
-fn linear_from_gamma(v: f32) -> f32 {
-    if v < 0.04045 {
-        return v / 12.92;
-    }
-    return pow((v + 0.055) / 1.055, 2.4);
 }
 
 @fragment
@@ -175,78 +154,22 @@ pub struct MprPipeline {
 
 impl MprPipeline {
     pub fn new(device: &wgpu::Device, target: wgpu::TextureFormat) -> Self {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("radclip_mpr"),
-            source: wgpu::ShaderSource::Wgsl(SHADER.into()),
-        });
-        let texture_entry = |binding, sample_type, view_dimension| wgpu::BindGroupLayoutEntry {
-            binding,
-            visibility: wgpu::ShaderStages::FRAGMENT,
-            ty: wgpu::BindingType::Texture {
-                sample_type,
-                view_dimension,
-                multisampled: false,
-            },
-            count: None,
-        };
-        let layout = device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-            label: Some("radclip_mpr_layout"),
-            entries: &[
-                texture_entry(
-                    0,
+        let (pipeline, layout) = crate::gpu::quad_pipeline(
+            device,
+            "mpr",
+            SHADER,
+            &[
+                (
                     wgpu::TextureSampleType::Sint,
                     wgpu::TextureViewDimension::D3,
                 ),
-                texture_entry(
-                    1,
+                (
                     wgpu::TextureSampleType::Uint,
                     wgpu::TextureViewDimension::D2,
                 ),
-                wgpu::BindGroupLayoutEntry {
-                    binding: 2,
-                    visibility: wgpu::ShaderStages::VERTEX | wgpu::ShaderStages::FRAGMENT,
-                    ty: wgpu::BindingType::Buffer {
-                        ty: wgpu::BufferBindingType::Uniform,
-                        has_dynamic_offset: false,
-                        min_binding_size: None,
-                    },
-                    count: None,
-                },
             ],
-        });
-        let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
-            label: Some("radclip_mpr_pipeline_layout"),
-            bind_group_layouts: &[Some(&layout)],
-            immediate_size: 0,
-        });
-        let pipeline = device.create_render_pipeline(&wgpu::RenderPipelineDescriptor {
-            label: Some("radclip_mpr_pipeline"),
-            layout: Some(&pipeline_layout),
-            vertex: wgpu::VertexState {
-                module: &module,
-                entry_point: Some("vs_main"),
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
-                buffers: &[],
-            },
-            primitive: wgpu::PrimitiveState {
-                topology: wgpu::PrimitiveTopology::TriangleStrip,
-                ..Default::default()
-            },
-            depth_stencil: None,
-            multisample: wgpu::MultisampleState::default(),
-            fragment: Some(wgpu::FragmentState {
-                module: &module,
-                entry_point: Some("fs_main"),
-                compilation_options: wgpu::PipelineCompilationOptions::default(),
-                targets: &[Some(wgpu::ColorTargetState {
-                    format: target,
-                    blend: None,
-                    write_mask: wgpu::ColorWrites::ALL,
-                })],
-            }),
-            multiview_mask: None,
-            cache: None,
-        });
+            target,
+        );
         let limits = device.limits();
         MprPipeline {
             pipeline,
@@ -816,20 +739,7 @@ impl egui_wgpu::CallbackTrait for MprCallback {
         {
             return Vec::new();
         }
-        let ppp = screen.pixels_per_point.max(f32::EPSILON);
-        let size = [
-            screen.size_in_pixels[0] as f32 / ppp,
-            screen.size_in_pixels[1] as f32 / ppp,
-        ];
-        // Same mapping as egui's own vertex shader, so the quad lands where a mesh would.
-        let clip = |q: Pos2| {
-            [
-                2.0 * q.x / size[0].max(1.0) - 1.0,
-                1.0 - 2.0 * q.y / size[1].max(1.0),
-            ]
-        };
-        let c = self.corners;
-        let corners = [clip(c[0]), clip(c[1]), clip(c[3]), clip(c[2])];
+        let corners = crate::gpu::strip_corners(self.corners, crate::gpu::screen_points(screen));
         r.place(device, queue, self.view, &self.params, corners);
         Vec::new()
     }
@@ -843,14 +753,7 @@ impl egui_wgpu::CallbackTrait for MprCallback {
         let Some(r) = resources.get::<MprRenderer>() else {
             return;
         };
-        pass.set_viewport(
-            0.0,
-            0.0,
-            info.screen_size_px[0] as f32,
-            info.screen_size_px[1] as f32,
-            0.0,
-            1.0,
-        );
+        crate::gpu::full_viewport(pass, &info);
         r.draw(self.view, pass);
     }
 }

@@ -49,6 +49,14 @@ fn demo_volume(skip: &[usize]) -> Volume {
     partial
 }
 
+const SOFT_TISSUE: (Window, VoiFunction) = (
+    Window {
+        center: 40.0,
+        width: 400.0,
+    },
+    VoiFunction::Linear,
+);
+
 fn cpu(v: &Volume, p: &MprParams) -> Vec<u8> {
     let out = v.reslice(&p.plane, p.slab);
     match render_values(
@@ -89,13 +97,7 @@ fn gpu_reslice_matches_the_cpu_reference_within_one_grey_level() {
     let vol = v.read().unwrap();
     let g = &vol.geometry;
     let c = vol.centre();
-    let soft = (
-        Window {
-            center: 40.0,
-            width: 400.0,
-        },
-        VoiFunction::Linear,
-    );
+    let soft = SOFT_TISSUE;
     let cases = [
         (
             "axial",
@@ -196,13 +198,7 @@ fn slices_not_yet_decoded_are_blank_on_both_paths() {
     let p = MprParams {
         plane: Plane::standard(PlaneKind::Coronal, &vol.geometry, vol.centre(), 0.0),
         slab: Slab::default(),
-        window: (
-            Window {
-                center: 40.0,
-                width: 400.0,
-            },
-            VoiFunction::Linear,
-        ),
+        window: SOFT_TISSUE,
         invert: true,
     };
     let gpu = r.render_offscreen(&dev, &queue, &p).unwrap();
@@ -234,13 +230,7 @@ fn a_volume_past_the_texture_limit_is_thinned_not_refused() {
     let p = MprParams {
         plane: Plane::standard(PlaneKind::Axial, &vol.geometry, vol.centre(), 0.0),
         slab: Slab::default(),
-        window: (
-            Window {
-                center: 40.0,
-                width: 400.0,
-            },
-            VoiFunction::Linear,
-        ),
+        window: SOFT_TISSUE,
         invert: false,
     };
     let gpu = r.render_offscreen(&dev, &queue, &p).unwrap();

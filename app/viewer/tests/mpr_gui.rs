@@ -111,6 +111,11 @@ fn drag(h: &mut Harness<'_, ViewerApp>, from: Pos2, to: Pos2) {
     settle(h);
 }
 
+/// A command to the MPR state, as the GUI's widgets give it.
+fn mpr_do(h: &mut Harness<'_, ViewerApp>, cmd: MprCommand) {
+    h.state_mut().mpr.as_mut().unwrap().state.apply(cmd);
+}
+
 fn point(h: &Harness<'_, ViewerApp>) -> [f64; 3] {
     h.state().mpr.as_ref().unwrap().state.point
 }
@@ -252,18 +257,16 @@ fn mpr_follows_clicks_wheel_rotation_and_slabs_on_the_demo_ct() {
     // R: back to the standard planes; a 20-mm MIP slab on the coronal view.
     h.key_press(Key::R);
     h.step();
-    h.state_mut()
-        .mpr
-        .as_mut()
-        .unwrap()
-        .state
-        .apply(MprCommand::SetSlab {
+    mpr_do(
+        &mut h,
+        MprCommand::SetSlab {
             view: 1,
             slab: Slab {
                 thickness_mm: 20.0,
                 mode: SlabMode::Mip,
             },
-        });
+        },
+    );
     h.step();
     settle(&mut h);
     assert_eq!(
@@ -273,12 +276,7 @@ fn mpr_follows_clicks_wheel_rotation_and_slabs_on_the_demo_ct() {
     h.snapshot("mpr_coronal_mip");
 
     // S: the demo's segmentation (its lesions), resliced with every view, and its legend.
-    h.state_mut()
-        .mpr
-        .as_mut()
-        .unwrap()
-        .state
-        .apply(MprCommand::SetPoint(LESION));
+    mpr_do(&mut h, MprCommand::SetPoint(LESION));
     h.key_press(Key::S);
     h.step();
     settle(&mut h);
@@ -308,12 +306,7 @@ fn mpr_gpu_views_match_the_cpu_views() {
     let mut cpu = open_mpr(false);
     let mut gpu = open_mpr(true);
     for h in [&mut cpu, &mut gpu] {
-        h.state_mut()
-            .mpr
-            .as_mut()
-            .unwrap()
-            .state
-            .apply(MprCommand::SetPoint(LESION));
+        mpr_do(h, MprCommand::SetPoint(LESION));
         h.step();
         settle(h);
     }

@@ -67,20 +67,7 @@ impl ViewerApp {
         frame: Option<&dicom::Frame>,
     ) {
         if resp.hovered() {
-            // One wheel event = one slice, whatever its size; Ctrl+wheel arrives as egui's zoom delta.
-            let (wheel, zoom) = ctx.input(|i| {
-                let wheel: f32 = i
-                    .events
-                    .iter()
-                    .filter_map(|e| match e {
-                        egui::Event::MouseWheel {
-                            delta, modifiers, ..
-                        } if !modifiers.ctrl => Some(delta.y),
-                        _ => None,
-                    })
-                    .sum();
-                (wheel, i.zoom_delta())
-            });
+            let (wheel, zoom) = wheel_and_zoom(ctx);
             if zoom != 1.0 {
                 self.command(index, Command::ZoomBy(zoom));
             } else if wheel != 0.0 {
@@ -361,6 +348,24 @@ pub(super) struct Drag {
     pub(super) viewport: usize,
     pub(super) start_window: Window,
     pub(super) start_image: Pos2,
+}
+
+/// This frame's wheel (summed, without Ctrl) and zoom factor: one wheel event is one slice whatever its
+/// size, and Ctrl+wheel arrives as egui's zoom delta.
+pub(super) fn wheel_and_zoom(ctx: &egui::Context) -> (f32, f32) {
+    ctx.input(|i| {
+        let wheel: f32 = i
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                egui::Event::MouseWheel {
+                    delta, modifiers, ..
+                } if !modifiers.ctrl => Some(delta.y),
+                _ => None,
+            })
+            .sum();
+        (wheel, i.zoom_delta())
+    })
 }
 
 pub(super) fn pt(p: Pos2) -> PointInImage {

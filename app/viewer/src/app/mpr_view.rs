@@ -16,7 +16,7 @@ use radclip_dicom::volume::{self, Filled, LabelVolume, Plane, SlabMode, Volume};
 use radclip_dicom::{VoiFunction, Window};
 
 use super::ViewerApp;
-use super::input::{pos, pt};
+use super::input::{pos, pt, wheel_and_zoom};
 use super::textures::segment_color;
 use super::viewport::{
     corner_text, draw_image, image_corners, orientation_letters, segment_legend,
@@ -755,19 +755,7 @@ impl ViewerApp {
             plane.point(f64::from(q.y) - 0.5, f64::from(q.x) - 0.5)
         };
         if resp.hovered() {
-            let (wheel, zoom) = ctx.input(|inp| {
-                let wheel: f32 = inp
-                    .events
-                    .iter()
-                    .filter_map(|e| match e {
-                        egui::Event::MouseWheel {
-                            delta, modifiers, ..
-                        } if !modifiers.ctrl => Some(delta.y),
-                        _ => None,
-                    })
-                    .sum();
-                (wheel, inp.zoom_delta())
-            });
+            let (wheel, zoom) = wheel_and_zoom(ctx);
             if zoom != 1.0 {
                 s.state.apply(MprCommand::ZoomBy {
                     view: i,
