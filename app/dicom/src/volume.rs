@@ -697,7 +697,7 @@ pub fn fill(
     cancel: &AtomicBool,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Filled {
-    // Display index by file, in display order of each file's first slice.
+    // Display index by file.
     let mut files: Vec<(&std::path::Path, Vec<(usize, u32)>)> = Vec::new();
     let mut at: std::collections::HashMap<&std::path::Path, usize> = Default::default();
     for k in 0..series.frames.len() {
@@ -732,6 +732,14 @@ pub fn fill(
         }
     }
     let kept = std::sync::Mutex::new(std::collections::HashMap::new());
+    // The middle slices first: a viewer's planes start through the centre, so its first pictures fill
+    // before the ends arrive.
+    let middle = series.frames.len() / 2;
+    files.sort_by_key(|(_, slices)| {
+        slices
+            .first()
+            .map_or(usize::MAX, |(k, _)| k.abs_diff(middle))
+    });
     let done = std::sync::atomic::AtomicUsize::new(0);
     let window = std::sync::Mutex::new(None);
     let failed = std::sync::Mutex::new(Vec::new());
