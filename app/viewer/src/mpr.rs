@@ -97,8 +97,8 @@ pub struct Mpr {
 const ALIGNED: f64 = 0.9998;
 
 impl Mpr {
-    /// Axial, coronal and sagittal views through the volume's centre; a fourth in the acquisition plane
-    /// when that is oblique.
+    /// Axial, coronal and sagittal views through the voxel at the volume's centre; a fourth in the
+    /// acquisition plane when that is oblique.
     pub fn new(series: usize, geometry: VolumeGeometry, window: (Window, VoiFunction)) -> Self {
         let mut views = vec![
             MprView::standard("Axial", PlaneKind::Axial),
@@ -114,7 +114,8 @@ impl Mpr {
                 ..MprView::standard("Acquisition", PlaneKind::Axial)
             });
         }
-        let mid = geometry.dims.map(|d| d.saturating_sub(1) as f64 / 2.0);
+        // On a voxel, so the view of the acquisition plane shows an acquired slice, not a blend of two.
+        let mid = geometry.dims.map(|d| (d / 2) as f64);
         Mpr {
             series,
             point: geometry.point_of(mid),
@@ -250,7 +251,8 @@ mod tests {
             3,
             "an axial acquisition needs no fourth view"
         );
-        assert!(close(m.point, [-25.0 + 24.75, -20.0 + 19.75, 10.0 + 39.0]));
+        // Voxel (50, 40, 20): on an acquired slice.
+        assert!(close(m.point, [0.0, 0.0, 50.0]));
         // Each view's plane passes through the crosshair.
         for i in 0..3 {
             let p = m.plane(i).unwrap();
@@ -282,7 +284,7 @@ mod tests {
             view: 1,
             steps: 3.0,
         });
-        assert!((m.point[1] - (-0.25 + 1.5)).abs() < 1e-9, "{:?}", m.point);
+        assert!((m.point[1] - 1.5).abs() < 1e-9, "{:?}", m.point);
         m.apply(MprCommand::Scroll {
             view: 0,
             steps: 1000.0,

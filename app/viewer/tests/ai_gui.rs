@@ -830,3 +830,57 @@ fn maps_of_two_models_side_by_side() {
     );
     assert_ne!(a["weights"], b["weights"]);
 }
+
+/// In MPR an AI map stays on the image the model read: with a model that reads CT (the tiny
+/// full-vocabulary CLIP of the CLI fixtures, which names no modality), the map of the acquired slice
+/// under the crosshair is drawn on the axial view, which lies on that slice, and on no reformat; once
+/// the axial plane is tilted, on no view at all.
+#[test]
+fn an_ai_map_stays_on_the_acquired_slice_in_mpr() {
+    let ctx = egui::Context::default();
+    let mut app = ViewerApp::new(&ctx, Some(root().join("assets/demo"))).unwrap();
+    app.enable_ai(
+        &ctx,
+        AiSetup {
+            model: root()
+                .join("tests/fixtures/clip/tiny-fullvocab")
+                .display()
+                .to_string(),
+            device: "cpu".into(),
+            library: None,
+        },
+    );
+    let mut h = Harness::builder()
+        .with_size(vec2(1280.0, 800.0))
+        .wgpu()
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui(ui), app);
+    step_until(&mut h, "the CT open", |a| current_key(a).is_some());
+    h.key_press(egui::Key::M);
+    h.step();
+    step_until(&mut h, "the MPR volume", |a| {
+        a.mpr.as_ref().is_some_and(|m| m.is_settled())
+    });
+    h.state_mut().ai.as_mut().unwrap().map_prompt("nodule");
+    step_until(&mut h, "the map on the axial view", |a| {
+        let (Some(ai), Some(key)) = (a.ai.as_ref(), current_key(a)) else {
+            return false;
+        };
+        if let ModelStatus::Failed(m) = &ai.status {
+            panic!("{m}");
+        }
+        ai.overlay_for(&key).is_some() && a.mpr_ai_views == [0]
+    });
+    // Tilt the axial plane (turn the crosshair in the coronal view): the map is on no view.
+    h.state_mut()
+        .mpr
+        .as_mut()
+        .unwrap()
+        .state
+        .apply(radclip_viewer::mpr::MprCommand::Rotate {
+            view: 1,
+            angle: 0.2,
+        });
+    h.step();
+    h.step();
+    assert!(h.state().mpr_ai_views.is_empty());
+}

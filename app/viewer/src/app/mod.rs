@@ -90,6 +90,8 @@ pub struct ViewerApp {
     seg_textures: HashMap<(usize, usize), TextureHandle>,
     /// The MPR layout (M), in place of the viewports while open.
     pub mpr: Option<MprSession>,
+    /// The MPR views the AI map was drawn on in the last frame (for tests).
+    pub mpr_ai_views: Vec<usize>,
     /// Set with the GPU path: the most voxels the GPU reslicer takes along an axis.
     gpu_3d_side: Option<u32>,
     /// The context the viewer draws in, for workers started by key or menu.
@@ -173,6 +175,7 @@ impl ViewerApp {
             show_segmentations: false,
             seg_textures: HashMap::new(),
             mpr: None,
+            mpr_ai_views: Vec::new(),
             gpu_3d_side: None,
             ctx: ctx.clone(),
         };

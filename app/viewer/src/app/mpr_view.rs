@@ -481,6 +481,7 @@ impl ViewerApp {
         let Some(mut s) = self.mpr.take() else {
             return;
         };
+        self.mpr_ai_views.clear();
         let full = ui.max_rect();
         let cell = vec2(full.width() / 2.0, full.height() / 2.0);
         for i in 0..4 {
@@ -608,6 +609,9 @@ impl ViewerApp {
             }
         }
         self.transforms.insert(100 + i, t);
+        if self.mpr_ai_map(&painter, s, &plane, &t) {
+            self.mpr_ai_views.push(i);
+        }
         reference_lines(&painter, &s.state, i, &plane, &t);
         self.mpr_measurements_ui(&painter, s, i, &plane, &t);
         let text = Color32::from_rgb(230, 230, 230);
@@ -872,6 +876,69 @@ impl ViewerApp {
 }
 
 impl ViewerApp {
+    /// The AI panel's map of the acquired slice under the crosshair (the hidden 2D view's), drawn on this
+    /// view only when the view's plane is that slice's: a map belongs to the image the model read, never
+    /// to a reformat. Returns whether it was drawn.
+    fn mpr_ai_map(
+        &self,
+        painter: &egui::Painter,
+        s: &MprSession,
+        plane: &Plane,
+        t: &ViewTransform,
+    ) -> bool {
+        let Some(v) = self.viewports.get(self.active) else {
+            return false;
+        };
+        let (Some(ai), Some(key)) = (self.ai.as_ref(), self.frame_key(v)) else {
+            return false;
+        };
+        let Some((texture, opacity)) = ai.overlay_for(&key) else {
+            return false;
+        };
+        let Some(entry) = self.series.get(s.state.series) else {
+            return false;
+        };
+        let (Some(g), Some((inst, _))) = (
+            entry.series.geometry_of(v.slice),
+            entry.series.instance_of(v.slice),
+        ) else {
+            return false;
+        };
+        let Some(px) = &inst.pixel else {
+            return false;
+        };
+        let n = plane.normal();
+        let d: [f64; 3] = std::array::from_fn(|k| g.position[k] - plane.origin_mm[k]);
+        let on_plane = dot(n, g.normal()).abs() > 0.9999
+            && dot(d, n).abs() < s.state.geometry.spacing[2] / 2.0;
+        if !on_plane {
+            return false;
+        }
+        // The frame's outer pixel edges, through patient space onto this view.
+        let (w, h) = (f64::from(px.cols), f64::from(px.rows));
+        let mut mesh = egui::Mesh::with_texture(texture.id());
+        let tint = Color32::from_white_alpha((opacity * 255.0) as u8);
+        for (x, y, uv) in [
+            (-0.5, -0.5, pos2(0.0, 0.0)),
+            (w - 0.5, -0.5, pos2(1.0, 0.0)),
+            (w - 0.5, h - 0.5, pos2(1.0, 1.0)),
+            (-0.5, h - 0.5, pos2(0.0, 1.0)),
+        ] {
+            let Some(p) = g.patient_from_pixel(x, y) else {
+                return false;
+            };
+            let [r, c] = plane.pixel_of(p);
+            mesh.vertices.push(egui::epaint::Vertex {
+                pos: t.screen_from_image(pos2(c as f32 + 0.5, r as f32 + 0.5)),
+                uv,
+                color: tint,
+            });
+        }
+        mesh.indices.extend_from_slice(&[0, 1, 2, 0, 2, 3]);
+        painter.add(egui::Shape::mesh(mesh));
+        true
+    }
+
     /// View `i`'s measurements on its current plane (ROI statistics computed on first show), and the
     /// one being drawn.
     fn mpr_measurements_ui(
