@@ -1054,5 +1054,15 @@ fn reference_lines(painter: &egui::Painter, m: &Mpr, i: usize, plane: &Plane, t:
         let gap = 14.0;
         painter.line_segment([centre + u * gap, centre + u * reach], stroke);
         painter.line_segment([centre - u * gap, centre - u * reach], stroke);
+        // A thick slab's two faces, fainter, where they cross this view.
+        let half = m.views[j].slab.thickness_mm / 2.0;
+        if half > 0.0 {
+            let n = m.views[j].normal();
+            let faint = (1.0, Color32::from_rgba_unmultiplied(r, g, b, 90));
+            for side in [-1.0, 1.0] {
+                let c = screen(std::array::from_fn(|k| m.point[k] + n[k] * half * side));
+                painter.line_segment([c - u * reach, c + u * reach], faint);
+            }
+        }
     }
 }
