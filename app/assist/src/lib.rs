@@ -2,13 +2,15 @@
 //! measured is what users see. Today it holds images as a model reads them (`frame`: a DICOM frame
 //! rendered with the card's window) and the report library (`library`: embedded a batch at a time,
 //! each report labelled with the findings it states, similar reports listed one per set of findings),
-//! the side of the body the image shows each finding on (`sides`), the attention inspector's maps
+//! the side of the body the image shows each finding on (`sides`), text search over a series' slices
+//! (`find`), the attention inspector's maps
 //! (`attention`), the user's report archives (`archive`) and indexes of reports and images (`store`),
 //! and the provenance every output carries (`provenance`).
 
 pub mod archive;
 pub mod attention;
 pub mod draft;
+pub mod find;
 pub mod frame;
 pub mod library;
 pub mod provenance;

@@ -11,6 +11,7 @@ use radclip_dicom as dicom;
 mod ai;
 mod bench;
 mod eval;
+mod find;
 mod info;
 mod reslice;
 mod store;
@@ -143,6 +144,22 @@ enum Command {
         /// An HNSW graph for approximate search: auto (from 100,000 entries), always or never.
         #[arg(long, default_value = "auto")]
         graph: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Where in a series a phrase matches: every slice's score (cosine of image and text features; slice
+    /// embeddings cached in radclip's cache directory per model), then the best TOP.
+    Find {
+        /// A series folder, or a file; the image series with the most frames is searched.
+        input: PathBuf,
+        #[arg(long)]
+        text: String,
+        #[command(flatten)]
+        model: ModelOpt,
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        #[arg(long, default_value_t = 8)]
+        batch_size: usize,
         #[arg(long)]
         json: bool,
     },
@@ -615,6 +632,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 frame,
                 batch_size,
                 graph,
+                json,
+            },
+        ),
+        Some(Command::Find {
+            input,
+            text,
+            model,
+            top,
+            batch_size,
+            json,
+        }) => find::find(
+            &model.args(),
+            find::FindArgs {
+                input,
+                text,
+                top,
+                batch_size,
                 json,
             },
         ),

@@ -15,7 +15,7 @@ use radclip_clip::engine::Engine;
 
 use crate::ai::{ModelArgs, load_engine};
 
-fn progress_bar(len: usize, what: &str) -> ProgressBar {
+pub(crate) fn progress_bar(len: usize, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);
     if let Ok(style) =
         ProgressStyle::with_template("{msg} {bar:30} {pos}/{len} ({per_sec}, {eta} left)")

@@ -1,0 +1,70 @@
+//! `radclip find`: where in a series a phrase matches, slice by slice. Wiring only; the embedding, its
+//! cache and the scores are `radclip_assist::find`'s.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::{Context, bail};
+use radclip_assist::find::{SliceCache, embed_series, phrase, scores, top};
+
+use crate::ai::ModelArgs;
+
+pub struct FindArgs {
+    pub input: PathBuf,
+    pub text: String,
+    pub top: usize,
+    pub batch_size: usize,
+    pub json: bool,
+}
+
+pub fn find(m: &ModelArgs, a: FindArgs) -> anyhow::Result<()> {
+    let tree = radclip_dicom::scan(&a.input)?;
+    // The image series with the most frames, as `radclip reslice` picks it.
+    let Some(series) = tree
+        .series()
+        .filter(|s| s.is_image())
+        .max_by_key(|s| s.frames.len())
+    else {
+        bail!("no image series in {}", a.input.display());
+    };
+    let engine = crate::ai::load_engine(m)?;
+    let provenance = radclip_assist::provenance::model_provenance(&engine)?;
+    let cache = SliceCache::for_model(&provenance);
+    let n = series.frames.len();
+    let bar = crate::store::progress_bar(n, "slices");
+    let slices = embed_series(
+        &engine,
+        series,
+        &cache,
+        n / 2,
+        a.batch_size,
+        &mut |done, _| bar.set_position(done as u64),
+        &AtomicBool::new(false),
+    )
+    .with_context(|| format!("cannot embed {}", series.label()))?;
+    bar.finish_and_clear();
+    let text = phrase(&engine, &a.text)?;
+    let all = scores(series, &slices, &text);
+    if all.is_empty() {
+        bail!("no slice of {} could be read", series.label());
+    }
+    let best = top(&all, a.top);
+    if a.json {
+        println!(
+            "{}",
+            serde_json::json!({"series": series.label(), "text": a.text, "slices": all, "top": best})
+        );
+    } else {
+        println!("{}: \"{}\"", series.label(), a.text);
+        for s in &best {
+            let number = s
+                .instance_number
+                .map_or_else(|| "?".to_string(), |n| n.to_string());
+            println!(
+                "  image {number:>4}  score {:.4}  {}",
+                s.score, s.sop_instance_uid
+            );
+        }
+    }
+    Ok(())
+}
