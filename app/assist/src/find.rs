@@ -93,6 +93,9 @@ impl SliceCache {
     }
 }
 
+/// A slice's unit-length image features; `None` where the slice could not be read (or is not yet).
+pub type Embedding = Option<Vec<f32>>;
+
 /// Slice indices from `first` outward (first, first+1, first−1, …): the slice on screen and its
 /// neighbours before the rest.
 pub fn outward(n: usize, first: usize) -> Vec<usize> {
@@ -124,7 +127,7 @@ fn unit(mut v: Vec<f32>) -> Vec<f32> {
 
 /// Unit-length image features of every slice of `series`, from `cache` or encoded `batch` at a time, the
 /// slice `first` and its neighbours first; refused, in a sentence, for a modality the model's card
-/// does not list. `progress(done, total)` after each batch; `cancel` stops
+/// does not list. `progress(done, total, so far)` after each batch; `cancel` stops
 /// between batches (what is done stays cached). A slice that cannot be read is `None`, with its error
 /// logged.
 pub fn embed_series(
@@ -133,9 +136,9 @@ pub fn embed_series(
     cache: &SliceCache,
     first: usize,
     batch: usize,
-    progress: &mut dyn FnMut(usize, usize),
+    progress: &mut dyn FnMut(usize, usize, &[Embedding]),
     cancel: &AtomicBool,
-) -> Result<Vec<Option<Vec<f32>>>> {
+) -> Result<Vec<Embedding>> {
     if !engine.card.reads_modality(&series.modality) {
         return Err(AssistError::Input(format!(
             "the model reads {} images, not {}",
@@ -166,7 +169,7 @@ pub fn embed_series(
         }
     }
     let mut done = n - todo.len();
-    progress(done, n);
+    progress(done, n, &out);
     for chunk in todo.chunks(batch.max(1)) {
         if cancel.load(Ordering::Relaxed) {
             return Err(AssistError::Cancelled);
@@ -198,7 +201,7 @@ pub fn embed_series(
             }
         }
         done += chunk.len();
-        progress(done, n);
+        progress(done, n, &out);
     }
     Ok(out)
 }

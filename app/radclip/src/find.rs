@@ -38,7 +38,7 @@ pub fn find(m: &ModelArgs, a: FindArgs) -> anyhow::Result<()> {
         &cache,
         n / 2,
         a.batch_size,
-        &mut |done, _| bar.set_position(done as u64),
+        &mut |done, _, _| bar.set_position(done as u64),
         &AtomicBool::new(false),
     )
     .with_context(|| format!("cannot embed {}", series.label()))?;

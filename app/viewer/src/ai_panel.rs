@@ -106,6 +106,10 @@ pub struct AiPanel {
     pub attention: crate::attention_panel::AttentionInspector,
     /// Similar cases from a folder the user indexes.
     pub cases: crate::cases_panel::SimilarCases,
+    /// "Find in series".
+    pub find: crate::find_panel::FindInSeries,
+    /// The series on screen (its UID, the slice shown, its slice count), set by the app each frame.
+    pub on_screen: Option<(String, usize, usize)>,
     /// The model and device, for the thread that indexes cases.
     model: String,
     device: String,
@@ -163,6 +167,8 @@ impl AiPanel {
             draft_text: None,
             attention: Default::default(),
             cases: Default::default(),
+            find: Default::default(),
+            on_screen: None,
             model,
             device,
             second: None,
@@ -256,8 +262,26 @@ impl AiPanel {
             .index_folder(&self.model, &self.device, folder, ctx);
     }
 
+    /// Scores the phrase box's text against `series` (the slice `first` on screen and its neighbours
+    /// first) and maps it on the slice shown.
+    pub fn find_in_series(
+        &mut self,
+        series: std::sync::Arc<radclip_dicom::Series>,
+        first: usize,
+        ctx: &egui::Context,
+    ) {
+        let phrase = self.find.phrase.trim().to_string();
+        if phrase.is_empty() {
+            return;
+        }
+        self.find
+            .search(&self.model, &self.device, series, first, ctx);
+        self.map_prompt(&phrase);
+    }
+
     /// Takes the worker's results.
     pub fn poll(&mut self, ctx: &egui::Context) {
+        self.find.poll();
         if let Some(index) = self.cases.poll() {
             self.worker.cases(index);
         }
@@ -607,6 +631,14 @@ impl AiPanel {
             ui.ctx().copy_text(text);
         }
         ui.separator();
+        // A series-level search, above the image's own results (which wait while a slice is read).
+        // Searching a stack of slices; a single image has nothing to search.
+        if let Some((uid, slice, count)) = self.on_screen.clone()
+            && count > 1
+        {
+            self.find.ui(ui, Some((&uid, slice)));
+            ui.separator();
+        }
         let analysis = match (current, &self.analysis) {
             (Some(c), Some((k, a))) if k == c => Some(a.clone()),
             _ => None,

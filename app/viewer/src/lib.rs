@@ -7,6 +7,7 @@ pub mod ai_panel;
 pub mod app;
 pub mod attention_panel;
 pub mod cases_panel;
+pub mod find_panel;
 pub mod gpu;
 pub mod gpu_mpr;
 pub mod labels;

@@ -884,3 +884,90 @@ fn an_ai_map_stays_on_the_acquired_slice_in_mpr() {
     h.step();
     assert!(h.state().mpr_ai_views.is_empty());
 }
+
+/// "Find in series" on the demo CT with a model that reads CT (the tiny CLIP fixture): every slice gets
+/// its score, as `radclip find` computes it (`radclip_assist::find`), filling a heat track beside the
+/// scrollbar; "Best match" and "Next match" go to the first and second slices of the ranking; the
+/// phrase is mapped on the slice shown.
+#[test]
+fn find_in_series_scores_every_slice_and_jumps_to_the_best() {
+    let ctx = egui::Context::default();
+    let mut app = ViewerApp::new(&ctx, Some(root().join("assets/demo"))).unwrap();
+    let model = root().join("tests/fixtures/clip/tiny-fullvocab");
+    app.enable_ai(
+        &ctx,
+        AiSetup {
+            model: model.display().to_string(),
+            device: "cpu".into(),
+            library: None,
+        },
+    );
+    let mut h = Harness::builder()
+        .with_size(vec2(1280.0, 800.0))
+        .wgpu()
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui(ui), app);
+    step_until(&mut h, "the CT open", |a| current_key(a).is_some());
+    let phrase = "solid nodule in the left lower lobe";
+    {
+        let ai = h.state_mut().ai.as_mut().unwrap();
+        ai.find.phrase = phrase.into();
+        ai.find.wants_search = true;
+    }
+    step_until(&mut h, "every slice scored", |a| {
+        let ai = a.ai.as_ref().unwrap();
+        if let Some(e) = &ai.find.error {
+            panic!("{e}");
+        }
+        ai.find
+            .result
+            .as_ref()
+            .is_some_and(|r| r.done == 64 && r.scores.iter().all(Option::is_some))
+    });
+    // The same scores as the library computes them for `radclip find`.
+    let series = h.state().series[0].series.clone();
+    let engine =
+        radclip_clip::engine::Engine::load(&model.display().to_string(), &candle_core::Device::Cpu)
+            .unwrap();
+    let cache = radclip_assist::find::SliceCache::in_dir(tempfile::tempdir().unwrap().keep());
+    let slices = radclip_assist::find::embed_series(
+        &engine,
+        &series,
+        &cache,
+        0,
+        8,
+        &mut |_, _, _| {},
+        &std::sync::atomic::AtomicBool::new(false),
+    )
+    .unwrap();
+    let want = radclip_assist::find::scores(
+        &series,
+        &slices,
+        &radclip_assist::find::phrase(&engine, phrase).unwrap(),
+    );
+    let r = h.state().ai.as_ref().unwrap().find.result.clone().unwrap();
+    for w in &want {
+        let got = r.scores[w.index].unwrap();
+        assert!(
+            (got - w.score).abs() < 1e-5,
+            "slice {}: {got} vs {}",
+            w.index,
+            w.score
+        );
+    }
+    let ranked = r.ranked();
+    h.get_by_label("Best match").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().viewports[0].slice, ranked[0]);
+    h.get_by_label("Next match").click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().viewports[0].slice, ranked[1]);
+    // The phrase is mapped on the slice shown.
+    step_until(&mut h, "the phrase's map", |a| {
+        let (Some(ai), Some(key)) = (a.ai.as_ref(), current_key(a)) else {
+            return false;
+        };
+        ai.overlay.as_ref().is_some_and(|o| o.prompt == phrase) && ai.overlay_for(&key).is_some()
+    });
+}

@@ -115,6 +115,28 @@ impl ViewerApp {
         }
     }
 
+    /// "Find in series": a search asked for in the panel runs on the active viewport's series; a match
+    /// clicked there is shown.
+    fn find_requests(&mut self, ctx: &egui::Context) {
+        let Some(ai) = &mut self.ai else {
+            return;
+        };
+        let (search, jump) = (
+            std::mem::take(&mut ai.find.wants_search),
+            ai.find.jump.take(),
+        );
+        if search
+            && let Some(v) = self.viewports.get(self.active)
+            && let Some(e) = v.series.and_then(|s| self.series.get(s))
+        {
+            let (series, slice) = (e.series.clone(), v.slice);
+            ai.find_in_series(series, slice, ctx);
+        }
+        if let Some(j) = jump {
+            self.command(self.active, crate::state::Command::GoTo(j));
+        }
+    }
+
     /// The active viewport's frame, as the AI panel needs it.
     pub(super) fn ai_current(&self) -> Option<AiFrame> {
         let v = self.viewports.get(self.active)?;
@@ -243,10 +265,16 @@ impl ViewerApp {
         self.poll_mpr(&ctx);
         if self.ai.is_some() {
             let current = self.ai_current();
+            let on_screen = self.viewports.get(self.active).and_then(|v| {
+                let e = self.series.get(v.series?)?;
+                Some((e.series.uid.clone(), v.slice, e.series.frames.len()))
+            });
             if let Some(ai) = &mut self.ai {
                 ai.poll(&ctx);
                 ai.sync(current);
+                ai.on_screen = on_screen;
             }
+            self.find_requests(&ctx);
         }
         let (wants_folder, open_case, wants_model) = match &mut self.ai {
             Some(ai) => (

@@ -230,6 +230,30 @@ impl ViewerApp {
                 Sense::click_and_drag(),
             );
             painter.rect_filled(bar, 2.0, Color32::from_gray(40));
+            // "Find in series": each slice's score as a heat track beside the scrollbar, filling in
+            // as slices are read (brighter: closer to the phrase).
+            if let Some(r) = self.ai.as_ref().and_then(|a| a.find.track_for(&series.uid)) {
+                let known = r.scores.iter().flatten();
+                let (lo, hi) = known.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), s| {
+                    (a.min(*s), b.max(*s))
+                });
+                let n = r.scores.len().max(2) - 1;
+                let h = (bar.height() / n as f32).max(1.0);
+                for (k, s) in r.scores.iter().enumerate() {
+                    let Some(s) = s else {
+                        continue;
+                    };
+                    let t = ((s - lo) / (hi - lo).max(1e-6)).clamp(0.0, 1.0);
+                    let y = bar.top() + k as f32 / n as f32 * bar.height();
+                    let mark = Rect::from_center_size(pos2(bar.left() - 5.0, y), vec2(6.0, h));
+                    let a = (40.0 + 215.0 * t) as u8;
+                    painter.rect_filled(
+                        mark,
+                        0.0,
+                        Color32::from_rgba_unmultiplied(255, 150, 30, a),
+                    );
+                }
+            }
             let frac = v.slice as f32 / (v.slice_count - 1) as f32;
             let y = bar.top() + frac * bar.height();
             painter.rect_filled(
