@@ -237,6 +237,45 @@ pub fn scores(series: &Series, slices: &[Option<Vec<f32>>], phrase: &[f32]) -> V
         .collect()
 }
 
+/// A finding over a whole series: its highest probability among the slices, and that slice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SeriesFinding {
+    pub name: String,
+    pub probability: f64,
+    /// The slice it comes from (display order).
+    pub index: usize,
+}
+
+/// Per finding of `prompts`, the probability over the series (the maximum over its slices, as the
+/// panel reads one image) and the slice it comes from, most probable first.
+pub fn series_findings(
+    prompts: &radclip_clip::zeroshot::PromptSet,
+    slices: &[Embedding],
+) -> Vec<SeriesFinding> {
+    let mut best: Vec<SeriesFinding> = Vec::new();
+    for (k, v) in slices.iter().enumerate() {
+        let Some(v) = v else {
+            continue;
+        };
+        for f in prompts.score_row(v) {
+            match best.iter_mut().find(|b| b.name == f.name) {
+                Some(b) if b.probability >= f.probability => {}
+                Some(b) => {
+                    b.probability = f.probability;
+                    b.index = k;
+                }
+                None => best.push(SeriesFinding {
+                    name: f.name,
+                    probability: f.probability,
+                    index: k,
+                }),
+            }
+        }
+    }
+    best.sort_by(|a, b| b.probability.total_cmp(&a.probability));
+    best
+}
+
 /// The `k` best of `scores`, best first.
 pub fn top(scores: &[SliceScore], k: usize) -> Vec<SliceScore> {
     let mut s = scores.to_vec();

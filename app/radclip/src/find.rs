@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::{Context, bail};
-use radclip_assist::find::{SliceCache, embed_series, phrase, scores, top};
+use radclip_assist::find::{SliceCache, embed_series, phrase, scores, series_findings, top};
 
 use crate::ai::ModelArgs;
 
@@ -49,10 +49,25 @@ pub fn find(m: &ModelArgs, a: FindArgs) -> anyhow::Result<()> {
         bail!("no slice of {} could be read", series.label());
     }
     let best = top(&all, a.top);
+    // Series-level findings: each finding's highest slice probability, and that slice.
+    let list = radclip_clip::zeroshot::FindingList::for_engine(&engine)?;
+    let prompts = radclip_clip::zeroshot::PromptSet::new(&engine, &list)?;
+    let findings: Vec<serde_json::Value> = series_findings(&prompts, &slices)
+        .into_iter()
+        .filter_map(|f| {
+            let (inst, _) = series.instance_of(f.index)?;
+            Some(
+                serde_json::json!({"name": f.name, "probability": f.probability,
+                "instance_number": inst.instance_number,
+                "sop_instance_uid": inst.sop_instance_uid}),
+            )
+        })
+        .collect();
     if a.json {
         println!(
             "{}",
-            serde_json::json!({"series": series.label(), "text": a.text, "slices": all, "top": best})
+            serde_json::json!({"series": series.label(), "text": a.text, "slices": all, "top": best,
+                "findings": findings})
         );
     } else {
         println!("{}: \"{}\"", series.label(), a.text);

@@ -2,7 +2,8 @@
 //! names no modality): a score for every slice, named by InstanceNumber and SOP Instance UID as the files
 //! say; the top slices best first; each score the cosine of what `radclip embed` gives for the slice and
 //! the phrase (the HF-parity path); slice embeddings cached in the cache directory, never beside the
-//! study, and reused; a model that does not read CT refused with a sentence.
+//! study, and reused; each finding's series probability the highest `radclip zero-shot` gives a slice;
+//! a model that does not read CT refused with a sentence.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeSet;
@@ -156,6 +157,48 @@ fn every_slice_is_scored_against_a_phrase_and_the_best_come_first() {
     assert_eq!(listing(&demo), before, "nothing written beside the study");
     let again = json(&radclip(cache.path(), &args));
     assert_eq!(again, v);
+
+    // Series-level findings: each finding's probability is its highest over the slices, as
+    // `radclip zero-shot` reads each slice alone; checked on the slice named and three others.
+    let findings = v["findings"].as_array().unwrap();
+    assert!(!findings.is_empty());
+    let top_finding = &findings[0];
+    let name = top_finding["name"].as_str().unwrap();
+    let zero_shot = |uid: &str| -> f64 {
+        let inst = series
+            .instances
+            .iter()
+            .find(|i| &*i.sop_instance_uid == uid)
+            .unwrap();
+        let z = json(&radclip(
+            cache.path(),
+            &[
+                "zero-shot",
+                inst.path.to_str().unwrap(),
+                "--model",
+                model.to_str().unwrap(),
+                "--json",
+            ],
+        ));
+        z["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .unwrap()["probability"]
+            .as_f64()
+            .unwrap()
+    };
+    let p = top_finding["probability"].as_f64().unwrap();
+    let at = zero_shot(top_finding["sop_instance_uid"].as_str().unwrap());
+    assert!((p - at).abs() < 1e-5, "{name}: {p} vs {at} on its slice");
+    for s in slices.iter().step_by(21) {
+        let other = zero_shot(s["sop_instance_uid"].as_str().unwrap());
+        assert!(
+            other <= p + 1e-9,
+            "{name}: {other} on another slice above the series' {p}"
+        );
+    }
 }
 
 #[test]

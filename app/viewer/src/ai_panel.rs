@@ -263,7 +263,7 @@ impl AiPanel {
     }
 
     /// Scores the phrase box's text against `series` (the slice `first` on screen and its neighbours
-    /// first) and maps it on the slice shown.
+    /// first) and maps it on the slice shown; with no phrase, reads the series for its findings.
     pub fn find_in_series(
         &mut self,
         series: std::sync::Arc<radclip_dicom::Series>,
@@ -271,12 +271,11 @@ impl AiPanel {
         ctx: &egui::Context,
     ) {
         let phrase = self.find.phrase.trim().to_string();
-        if phrase.is_empty() {
-            return;
-        }
         self.find
             .search(&self.model, &self.device, series, first, ctx);
-        self.map_prompt(&phrase);
+        if !phrase.is_empty() {
+            self.map_prompt(&phrase);
+        }
     }
 
     /// Takes the worker's results.

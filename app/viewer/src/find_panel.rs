@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crossbeam_channel::{Receiver, Sender};
-use radclip_assist::find::{self, SliceCache};
+use radclip_assist::find::{self, SeriesFinding, SliceCache};
 use radclip_dicom::Series;
 
 struct FindJob {
     series: Arc<Series>,
     first: usize,
-    phrase: String,
+    /// `None`: only read the series (its findings).
+    phrase: Option<String>,
     cancel: Arc<AtomicBool>,
 }
 
@@ -47,6 +48,8 @@ impl FindResult {
 
 enum FindMsg {
     Update(FindResult),
+    /// A series' findings, once every slice is read.
+    Findings(String, Vec<SeriesFinding>),
     Failed(String),
 }
 
@@ -55,6 +58,8 @@ pub struct FindInSeries {
     /// The phrase box.
     pub phrase: String,
     pub result: Option<FindResult>,
+    /// The findings of the series read last (its UID), most probable first.
+    pub findings: Option<(String, Vec<SeriesFinding>)>,
     pub error: Option<String>,
     worker: Option<(Sender<FindJob>, Receiver<FindMsg>)>,
     cancel: Option<Arc<AtomicBool>>,
@@ -86,42 +91,55 @@ fn spawn(
                 Ok(p) => SliceCache::for_model(&p),
                 Err(e) => return send(FindMsg::Failed(e.to_string())),
             };
-            // Embeddings of the series searched so far, kept so a new phrase needs only its text.
-            let mut embedded: HashMap<String, Vec<Option<Vec<f32>>>> = HashMap::new();
+            // The model's findings, for the series-level list (none when the list cannot be read).
+            let prompts = radclip_clip::zeroshot::FindingList::for_engine(&engine)
+                .and_then(|l| radclip_clip::zeroshot::PromptSet::new(&engine, &l))
+                .map_err(|e| tracing::warn!("no series findings: {e}"))
+                .ok();
+            // Embeddings of the series read so far, kept so a new phrase needs only its text.
+            let mut embedded: HashMap<String, Vec<find::Embedding>> = HashMap::new();
             while let Ok(mut job) = jobs.recv() {
                 while let Ok(newer) = jobs.try_recv() {
                     job = newer;
                 }
-                let text = match find::phrase(&engine, &job.phrase) {
-                    Ok(t) => t,
-                    Err(e) => {
+                let text = match job.phrase.as_deref().map(|p| find::phrase(&engine, p)) {
+                    Some(Ok(t)) => Some(t),
+                    Some(Err(e)) => {
                         send(FindMsg::Failed(e.to_string()));
                         continue;
                     }
+                    None => None,
                 };
                 let uid = job.series.uid.clone();
-                let result = |slices: &[Option<Vec<f32>>], done, total| FindResult {
-                    series_uid: uid.clone(),
-                    phrase: job.phrase.clone(),
-                    scores: slices
-                        .iter()
-                        .map(|v| {
-                            v.as_ref()
-                                .map(|v| v.iter().zip(&text).map(|(a, b)| a * b).sum())
-                        })
-                        .collect(),
-                    done,
-                    total,
+                let result = |slices: &[find::Embedding], done, total| {
+                    let (text, phrase) = (text.as_ref()?, job.phrase.clone()?);
+                    Some(FindResult {
+                        series_uid: uid.clone(),
+                        phrase,
+                        scores: slices
+                            .iter()
+                            .map(|v| {
+                                v.as_ref()
+                                    .map(|v| v.iter().zip(text).map(|(a, b)| a * b).sum())
+                            })
+                            .collect(),
+                        done,
+                        total,
+                    })
                 };
                 let n = job.series.frames.len();
                 if let Some(all) = embedded.get(&uid) {
-                    send(FindMsg::Update(result(all, n, n)));
+                    if let Some(r) = result(all, n, n) {
+                        send(FindMsg::Update(r));
+                    }
                     continue;
                 }
-                let mut progress = |done, total, so_far: &[Option<Vec<f32>>]| {
-                    send(FindMsg::Update(result(so_far, done, total)));
+                let mut progress = |done, total, so_far: &[find::Embedding]| {
+                    if let Some(r) = result(so_far, done, total) {
+                        send(FindMsg::Update(r));
+                    }
                 };
-                match find::embed_series(
+                let read = find::embed_series(
                     &engine,
                     &job.series,
                     &cache,
@@ -129,8 +147,15 @@ fn spawn(
                     8,
                     &mut progress,
                     &job.cancel,
-                ) {
+                );
+                match read {
                     Ok(all) => {
+                        if let Some(p) = &prompts {
+                            send(FindMsg::Findings(
+                                uid.clone(),
+                                find::series_findings(p, &all),
+                            ));
+                        }
                         embedded.insert(uid.clone(), all);
                     }
                     Err(radclip_assist::AssistError::Cancelled) => {}
@@ -152,10 +177,7 @@ impl FindInSeries {
         first: usize,
         ctx: &egui::Context,
     ) {
-        let phrase = self.phrase.trim().to_string();
-        if phrase.is_empty() {
-            return;
-        }
+        let phrase = Some(self.phrase.trim().to_string()).filter(|p| !p.is_empty());
         if self.worker.is_none() {
             match spawn(model.to_string(), device.to_string(), ctx.clone()) {
                 Ok(w) => self.worker = Some(w),
@@ -191,6 +213,7 @@ impl FindInSeries {
         while let Ok(m) = rx.try_recv() {
             match m {
                 FindMsg::Update(r) => self.result = Some(r),
+                FindMsg::Findings(uid, f) => self.findings = Some((uid, f)),
                 FindMsg::Failed(e) => self.error = Some(e),
             }
         }
@@ -210,7 +233,13 @@ impl FindInSeries {
                 .add(egui::TextEdit::singleline(&mut self.phrase).desired_width(150.0))
                 .labelled_by(label.id);
             let entered = edit.lost_focus() && ui.input(|i| i.key_pressed(egui::Key::Enter));
-            if ui.button("Find").clicked() || entered {
+            // With no phrase, the button reads the series for its findings alone.
+            let label = if self.phrase.trim().is_empty() {
+                "Read series"
+            } else {
+                "Find"
+            };
+            if ui.button(label).clicked() || entered {
                 self.wants_search = true;
             }
         });
@@ -220,6 +249,27 @@ impl FindInSeries {
         let Some((uid, slice)) = current else {
             return;
         };
+        if let Some((_, findings)) = self.findings.as_ref().filter(|(u, _)| u == uid) {
+            ui.small("Series findings: each one's highest slice; click to go there");
+            let mut go = None;
+            for f in findings.iter().take(6) {
+                let text = format!(
+                    "{:<22} {:>3.0} %  slice {}",
+                    f.name,
+                    f.probability * 100.0,
+                    f.index + 1
+                );
+                if ui
+                    .add(egui::Button::new(egui::RichText::new(text).monospace()).frame(false))
+                    .clicked()
+                {
+                    go = Some(f.index);
+                }
+            }
+            if go.is_some() {
+                self.jump = go;
+            }
+        }
         let Some(r) = self.track_for(uid) else {
             return;
         };

@@ -963,6 +963,40 @@ fn find_in_series_scores_every_slice_and_jumps_to_the_best() {
     h.step();
     h.step();
     assert_eq!(h.state().viewports[0].slice, ranked[1]);
+    // The series' findings: each one's highest slice probability, as the library reads the slices; a
+    // click on one goes to its slice.
+    step_until(&mut h, "the series findings", |a| {
+        a.ai.as_ref().unwrap().find.findings.is_some()
+    });
+    let (uid, findings) = h
+        .state()
+        .ai
+        .as_ref()
+        .unwrap()
+        .find
+        .findings
+        .clone()
+        .unwrap();
+    assert_eq!(uid, series.uid);
+    let list = radclip_clip::zeroshot::FindingList::for_engine(&engine).unwrap();
+    let prompts = radclip_clip::zeroshot::PromptSet::new(&engine, &list).unwrap();
+    assert_eq!(
+        findings,
+        radclip_assist::find::series_findings(&prompts, &slices)
+    );
+    let f = &findings[0];
+    let label = format!(
+        "{:<22} {:>3.0} %  slice {}",
+        f.name,
+        f.probability * 100.0,
+        f.index + 1
+    );
+    h.get_by_label(&label).scroll_to_me();
+    h.run();
+    h.get_by_label(&label).click();
+    h.step();
+    h.step();
+    assert_eq!(h.state().viewports[0].slice, f.index);
     // The phrase is mapped on the slice shown.
     step_until(&mut h, "the phrase's map", |a| {
         let (Some(ai), Some(key)) = (a.ai.as_ref(), current_key(a)) else {
