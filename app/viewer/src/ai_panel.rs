@@ -618,14 +618,17 @@ impl AiPanel {
                 }
             }
         }
-        if let Some(text) = self.provenance_text(current)
-            && ui
-                .small_button("Copy provenance")
-                .on_hover_text(
-                    "The model (each weights file's SHA-256), method, prompts, window, device and \
-                     time of what is shown for this image, as JSON",
-                )
-                .clicked()
+        // Always there (greyed while nothing is shown), so the sections below keep their place while a
+        // slice is read.
+        let text = self.provenance_text(current);
+        let copy = ui
+            .add_enabled(text.is_some(), egui::Button::new("Copy provenance").small())
+            .on_hover_text(
+                "The model (each weights file's SHA-256), method, prompts, window, device and \
+                 time of what is shown for this image, as JSON",
+            );
+        if copy.clicked()
+            && let Some(text) = text
         {
             ui.ctx().copy_text(text);
         }

@@ -885,6 +885,14 @@ fn an_ai_map_stays_on_the_acquired_slice_in_mpr() {
     assert!(h.state().mpr_ai_views.is_empty());
 }
 
+/// Clicks a widget of the AI panel, scrolled into view first (the panel scrolls, and a slice being read
+/// keeps a spinner turning, so the harness steps rather than runs to a standstill).
+fn click_label(h: &mut Harness<'_, ViewerApp>, label: &str) {
+    h.get_by_label(label).click();
+    h.step();
+    h.step();
+}
+
 /// "Find in series" on the demo CT with a model that reads CT (the tiny CLIP fixture): every slice gets
 /// its score, as `radclip find` computes it (`radclip_assist::find`), filling a heat track beside the
 /// scrollbar; "Best match" and "Next match" go to the first and second slices of the ranking; the
@@ -907,6 +915,10 @@ fn find_in_series_scores_every_slice_and_jumps_to_the_best() {
         .wgpu()
         .build_ui_state(|ui, app: &mut ViewerApp| app.ui(ui), app);
     step_until(&mut h, "the CT open", |a| current_key(a).is_some());
+    // The panel shows its sections once its own model is in.
+    step_until(&mut h, "the panel's model", |a| {
+        matches!(a.ai.as_ref().unwrap().status, ModelStatus::Ready { .. })
+    });
     let phrase = "solid nodule in the left lower lobe";
     {
         let ai = h.state_mut().ai.as_mut().unwrap();
@@ -918,10 +930,12 @@ fn find_in_series_scores_every_slice_and_jumps_to_the_best() {
         if let Some(e) = &ai.find.error {
             panic!("{e}");
         }
+        // Every score, and the series' findings (they arrive last: the panel's layout is then still).
         ai.find
             .result
             .as_ref()
             .is_some_and(|r| r.done == 64 && r.scores.iter().all(Option::is_some))
+            && ai.find.findings.is_some()
     });
     // The same scores as the library computes them for `radclip find`.
     let series = h.state().series[0].series.clone();
@@ -955,19 +969,12 @@ fn find_in_series_scores_every_slice_and_jumps_to_the_best() {
         );
     }
     let ranked = r.ranked();
-    h.get_by_label("Best match").click();
-    h.step();
-    h.step();
+    click_label(&mut h, "Best match");
     assert_eq!(h.state().viewports[0].slice, ranked[0]);
-    h.get_by_label("Next match").click();
-    h.step();
-    h.step();
+    click_label(&mut h, "Next match");
     assert_eq!(h.state().viewports[0].slice, ranked[1]);
     // The series' findings: each one's highest slice probability, as the library reads the slices; a
     // click on one goes to its slice.
-    step_until(&mut h, "the series findings", |a| {
-        a.ai.as_ref().unwrap().find.findings.is_some()
-    });
     let (uid, findings) = h
         .state()
         .ai
@@ -980,10 +987,20 @@ fn find_in_series_scores_every_slice_and_jumps_to_the_best() {
     assert_eq!(uid, series.uid);
     let list = radclip_clip::zeroshot::FindingList::for_engine(&engine).unwrap();
     let prompts = radclip_clip::zeroshot::PromptSet::new(&engine, &list).unwrap();
-    assert_eq!(
-        findings,
-        radclip_assist::find::series_findings(&prompts, &slices)
-    );
+    // The same findings, each at the same slice; probabilities to float rounding (the panel embeds
+    // in other batches).
+    let want = radclip_assist::find::series_findings(&prompts, &slices);
+    assert_eq!(findings.len(), want.len());
+    for f in &findings {
+        let w = want.iter().find(|w| w.name == f.name).unwrap();
+        assert!(
+            (f.probability - w.probability).abs() < 1e-4,
+            "{f:?} vs {w:?}"
+        );
+        let at = prompts.score_row(slices[f.index].as_ref().unwrap());
+        let p = at.iter().find(|s| s.name == f.name).unwrap().probability;
+        assert!((p - f.probability).abs() < 1e-4, "{f:?}: {p} on its slice");
+    }
     let f = &findings[0];
     let label = format!(
         "{:<22} {:>3.0} %  slice {}",
@@ -991,11 +1008,7 @@ fn find_in_series_scores_every_slice_and_jumps_to_the_best() {
         f.probability * 100.0,
         f.index + 1
     );
-    h.get_by_label(&label).scroll_to_me();
-    h.run();
-    h.get_by_label(&label).click();
-    h.step();
-    h.step();
+    click_label(&mut h, &label);
     assert_eq!(h.state().viewports[0].slice, f.index);
     // The phrase is mapped on the slice shown.
     step_until(&mut h, "the phrase's map", |a| {
