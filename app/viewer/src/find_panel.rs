@@ -132,6 +132,13 @@ fn spawn(
                     if let Some(r) = result(all, n, n) {
                         send(FindMsg::Update(r));
                     }
+                    // The panel may show another series' findings by now.
+                    if let Some(p) = &prompts {
+                        send(FindMsg::Findings(
+                            uid.clone(),
+                            find::series_findings(p, all),
+                        ));
+                    }
                     continue;
                 }
                 let mut progress = |done, total, so_far: &[find::Embedding]| {
