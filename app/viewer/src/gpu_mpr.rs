@@ -271,7 +271,7 @@ impl GpuVolume {
         let Ok(v) = self.source.try_read() else {
             return self.present.iter().filter(|p| !**p).count();
         };
-        let [cols, rows, _] = v.geometry.dims;
+        let cols = v.geometry.dims[0];
         let [w, h, d] = self.geometry.dims;
         let mut sent = 0;
         let mut left = 0;
@@ -300,7 +300,6 @@ impl GpuVolume {
                     .flat_map(|x| x.to_le_bytes())
                     .collect()
             };
-            debug_assert!(bytes.len() == w * h * 2 && rows >= h);
             queue.write_texture(
                 wgpu::TexelCopyTextureInfo {
                     texture: &self.texture,
