@@ -167,6 +167,12 @@ impl StudyTree {
     pub fn image_series(&self) -> impl Iterator<Item = &Series> {
         self.series().filter(|s| s.is_image())
     }
+
+    /// The image series with the most frames: the one a folder of one study is for (what `radclip
+    /// reslice`, `radclip find` and the benchmarks read).
+    pub fn largest_image_series(&self) -> Option<&Series> {
+        self.image_series().max_by_key(|s| s.frames.len())
+    }
 }
 
 /// Scans a file, a folder (recursively) or a DICOMDIR into a study tree.

@@ -289,8 +289,7 @@ pub fn open(dir: &std::path::Path) -> anyhow::Result<()> {
     let tree = dicom::study::scan(dir)?;
     let scan_ms = t0.elapsed().as_secs_f64() * 1e3;
     let series = tree
-        .image_series()
-        .max_by_key(|s| s.frames.len())
+        .largest_image_series()
         .ok_or_else(|| anyhow::anyhow!("no image series in {}", dir.display()))?;
     let n = series.frames.len();
     let mid = n / 2;
@@ -759,8 +758,7 @@ pub fn mpr(
 
     let tree = dicom::study::scan(dir)?;
     let series = tree
-        .image_series()
-        .max_by_key(|s| s.frames.len())
+        .largest_image_series()
         .ok_or_else(|| anyhow::anyhow!("no image series in {}", dir.display()))?;
     let n = series.frames.len();
     // Decoding every frame and keeping them all, as the viewer's frame cache does (`keep`), or

@@ -19,12 +19,7 @@ pub struct FindArgs {
 
 pub fn find(m: &ModelArgs, a: FindArgs) -> anyhow::Result<()> {
     let tree = radclip_dicom::scan(&a.input)?;
-    // The image series with the most frames, as `radclip reslice` picks it.
-    let Some(series) = tree
-        .series()
-        .filter(|s| s.is_image())
-        .max_by_key(|s| s.frames.len())
-    else {
+    let Some(series) = tree.largest_image_series() else {
         bail!("no image series in {}", a.input.display());
     };
     let engine = crate::ai::load_engine(m)?;

@@ -46,11 +46,7 @@ pub fn reslice(a: ResliceArgs) -> anyhow::Result<()> {
         .with_context(|| format!("--mode takes mip, minip or mean, not \"{}\"", a.mode))?;
     let tree = radclip_dicom::scan(&a.input)?;
     // The image series with the most frames: the volume a folder of one study is for.
-    let Some(series) = tree
-        .series()
-        .filter(|s| s.is_image())
-        .max_by_key(|s| s.frames.len())
-    else {
+    let Some(series) = tree.largest_image_series() else {
         bail!("no image series in {}", a.input.display());
     };
     let t = Instant::now();

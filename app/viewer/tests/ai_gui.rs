@@ -831,29 +831,36 @@ fn maps_of_two_models_side_by_side() {
     assert_ne!(a["weights"], b["weights"]);
 }
 
+/// The tiny full-vocabulary CLIP of the CLI fixtures: its card names no modality, so it reads CT.
+fn tiny_model() -> PathBuf {
+    root().join("tests/fixtures/clip/tiny-fullvocab")
+}
+
+/// The viewer on the demo CT with the tiny CLIP in the AI panel.
+fn tiny_on_demo_ct() -> Harness<'static, ViewerApp> {
+    let ctx = egui::Context::default();
+    let mut app = ViewerApp::new(&ctx, Some(root().join("assets/demo"))).unwrap();
+    app.enable_ai(
+        &ctx,
+        AiSetup {
+            model: tiny_model().display().to_string(),
+            device: "cpu".into(),
+            library: None,
+        },
+    );
+    Harness::builder()
+        .with_size(vec2(1280.0, 800.0))
+        .wgpu()
+        .build_ui_state(|ui, app: &mut ViewerApp| app.ui(ui), app)
+}
+
 /// In MPR an AI map stays on the image the model read: with a model that reads CT (the tiny
 /// full-vocabulary CLIP of the CLI fixtures, which names no modality), the map of the acquired slice
 /// under the crosshair is drawn on the axial view, which lies on that slice, and on no reformat; once
 /// the axial plane is tilted, on no view at all.
 #[test]
 fn an_ai_map_stays_on_the_acquired_slice_in_mpr() {
-    let ctx = egui::Context::default();
-    let mut app = ViewerApp::new(&ctx, Some(root().join("assets/demo"))).unwrap();
-    app.enable_ai(
-        &ctx,
-        AiSetup {
-            model: root()
-                .join("tests/fixtures/clip/tiny-fullvocab")
-                .display()
-                .to_string(),
-            device: "cpu".into(),
-            library: None,
-        },
-    );
-    let mut h = Harness::builder()
-        .with_size(vec2(1280.0, 800.0))
-        .wgpu()
-        .build_ui_state(|ui, app: &mut ViewerApp| app.ui(ui), app);
+    let mut h = tiny_on_demo_ct();
     step_until(&mut h, "the CT open", |a| current_key(a).is_some());
     h.key_press(egui::Key::M);
     h.step();
@@ -899,21 +906,8 @@ fn click_label(h: &mut Harness<'_, ViewerApp>, label: &str) {
 /// phrase is mapped on the slice shown.
 #[test]
 fn find_in_series_scores_every_slice_and_jumps_to_the_best() {
-    let ctx = egui::Context::default();
-    let mut app = ViewerApp::new(&ctx, Some(root().join("assets/demo"))).unwrap();
-    let model = root().join("tests/fixtures/clip/tiny-fullvocab");
-    app.enable_ai(
-        &ctx,
-        AiSetup {
-            model: model.display().to_string(),
-            device: "cpu".into(),
-            library: None,
-        },
-    );
-    let mut h = Harness::builder()
-        .with_size(vec2(1280.0, 800.0))
-        .wgpu()
-        .build_ui_state(|ui, app: &mut ViewerApp| app.ui(ui), app);
+    let mut h = tiny_on_demo_ct();
+    let model = tiny_model();
     step_until(&mut h, "the CT open", |a| current_key(a).is_some());
     // The panel shows its sections once its own model is in.
     step_until(&mut h, "the panel's model", |a| {

@@ -24,11 +24,7 @@ fn device() -> (wgpu::Device, wgpu::Queue) {
 fn demo_volume(skip: &[usize]) -> Volume {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../assets/demo");
     let tree = radclip_dicom::scan(&dir).unwrap();
-    let series = tree
-        .series()
-        .filter(|s| s.is_image())
-        .max_by_key(|s| s.frames.len())
-        .unwrap();
+    let series = tree.largest_image_series().unwrap();
     let v = RwLock::new(Volume::for_series(series).unwrap());
     let filled = volume::fill(series, &v, &AtomicBool::new(false), &|_| {});
     assert!(filled.failed.is_empty());
