@@ -278,6 +278,30 @@ impl AiPanel {
         }
     }
 
+    /// Reads `series` (every slice's embedding, then its findings) unless it was read already, once
+    /// the model is in and when its card lists the series' modality; a single image is not read.
+    pub fn read_series_once(
+        &mut self,
+        series: std::sync::Arc<radclip_dicom::Series>,
+        first: usize,
+        ctx: &egui::Context,
+    ) {
+        let reads = match &self.status {
+            ModelStatus::Ready { modalities, .. } => {
+                modalities.is_empty()
+                    || modalities
+                        .iter()
+                        .any(|m| m.eq_ignore_ascii_case(series.modality.trim()))
+            }
+            _ => false,
+        };
+        if reads && series.frames.len() > 1 && self.find.read_uid.as_deref() != Some(&series.uid) {
+            self.find.read_uid = Some(series.uid.clone());
+            self.find
+                .read(&self.model, &self.device, series, first, ctx);
+        }
+    }
+
     /// Takes the worker's results.
     pub fn poll(&mut self, ctx: &egui::Context) {
         self.find.poll();

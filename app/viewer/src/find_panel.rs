@@ -65,6 +65,8 @@ pub struct FindInSeries {
     cancel: Option<Arc<AtomicBool>>,
     /// Set by the panel's buttons, taken by the app: search the series on screen; go to a slice.
     pub wants_search: bool,
+    /// The series read last in the background (its UID), so it is read once.
+    pub read_uid: Option<String>,
     pub jump: Option<usize>,
 }
 
@@ -185,6 +187,30 @@ impl FindInSeries {
         ctx: &egui::Context,
     ) {
         let phrase = Some(self.phrase.trim().to_string()).filter(|p| !p.is_empty());
+        self.send(model, device, series, first, phrase, ctx);
+    }
+
+    /// Reads `series` (its embeddings and findings) without a phrase.
+    pub fn read(
+        &mut self,
+        model: &str,
+        device: &str,
+        series: Arc<Series>,
+        first: usize,
+        ctx: &egui::Context,
+    ) {
+        self.send(model, device, series, first, None, ctx);
+    }
+
+    fn send(
+        &mut self,
+        model: &str,
+        device: &str,
+        series: Arc<Series>,
+        first: usize,
+        phrase: Option<String>,
+        ctx: &egui::Context,
+    ) {
         if self.worker.is_none() {
             match spawn(model.to_string(), device.to_string(), ctx.clone()) {
                 Ok(w) => self.worker = Some(w),

@@ -913,6 +913,12 @@ fn find_in_series_scores_every_slice_and_jumps_to_the_best() {
     step_until(&mut h, "the panel's model", |a| {
         matches!(a.ai.as_ref().unwrap().status, ModelStatus::Ready { .. })
     });
+    // A stack the model reads is read in the background as soon as it is on screen: its findings
+    // come without asking.
+    step_until(&mut h, "the series read by itself", |a| {
+        let ai = a.ai.as_ref().unwrap();
+        ai.find.findings.as_ref().map(|(uid, _)| uid) == Some(&a.series[0].series.uid)
+    });
     let phrase = "solid nodule in the left lower lobe";
     {
         let ai = h.state_mut().ai.as_mut().unwrap();

@@ -125,12 +125,17 @@ impl ViewerApp {
             std::mem::take(&mut ai.find.wants_search),
             ai.find.jump.take(),
         );
-        if search
-            && let Some(v) = self.viewports.get(self.active)
+        if let Some(v) = self.viewports.get(self.active)
             && let Some(e) = v.series.and_then(|s| self.series.get(s))
         {
             let (series, slice) = (e.series.clone(), v.slice);
-            ai.find_in_series(series, slice, ctx);
+            if search {
+                ai.find_in_series(series, slice, ctx);
+            } else {
+                // A stack the model reads is read in the background as soon as it is on screen, so
+                // its findings and any search are ready sooner.
+                ai.read_series_once(series, slice, ctx);
+            }
         }
         if let Some(j) = jump {
             self.command(self.active, crate::state::Command::GoTo(j));
