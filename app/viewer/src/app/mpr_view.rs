@@ -667,7 +667,12 @@ impl ViewerApp {
                     (0, 0, name, segment_color(*n))
                 })
                 .collect();
-            segment_legend(&painter, image_rect, &masks);
+            // Above the corner text, which takes two lines with a slab.
+            let above = Rect::from_min_max(
+                image_rect.min,
+                pos2(image_rect.max.x, image_rect.max.y - 18.0),
+            );
+            segment_legend(&painter, above, &masks);
         }
         let stroke = if i == s.state.active {
             Color32::from_rgb(80, 160, 255)
