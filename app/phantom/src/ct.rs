@@ -89,6 +89,225 @@ pub fn lesions() -> Vec<Lesion> {
     ]
 }
 
+/// A patient's build, as the cohort varies it: the template body scaled across (x) and front to back
+/// (y), and the scanner's noise (standard deviation in HU, roughly).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Anatomy {
+    pub width: f64,
+    pub depth: f64,
+    pub noise_hu: f64,
+}
+
+impl Default for Anatomy {
+    /// The demo's: the template itself.
+    fn default() -> Self {
+        Anatomy {
+            width: 1.0,
+            depth: 1.0,
+            noise_hu: 6.0,
+        }
+    }
+}
+
+/// One CT phantom: its seed (UIDs, vessels, noise), build and lesions.
+#[derive(Debug, Clone)]
+pub struct CtCase {
+    pub seed: u64,
+    pub anatomy: Anatomy,
+    pub lesions: Vec<Lesion>,
+}
+
+/// The lobe a point of a lung lies in, by height (and, on the right, front to back for the middle
+/// lobe): a phantom's stand-in for the fissures.
+fn lobe_at(x: f64, y: f64, z: f64) -> &'static str {
+    if x < 0.0 {
+        if z > 25.0 {
+            "right upper lobe"
+        } else if z > -20.0 && y < 10.0 {
+            "right middle lobe"
+        } else {
+            "right lower lobe"
+        }
+    } else if z > 0.0 {
+        "left upper lobe"
+    } else {
+        "left lower lobe"
+    }
+}
+
+/// ("right" / "left", "upper" / "middle" / "lower") of a lobe's name; ("", "") for other places.
+pub fn side_and_lobe(location: &str) -> (&'static str, &'static str) {
+    let side = if location.starts_with("right") {
+        "right"
+    } else if location.starts_with("left") {
+        "left"
+    } else {
+        ""
+    };
+    let lobe = ["upper", "middle", "lower"]
+        .into_iter()
+        .find(|l| location.contains(&format!("{l} lobe")))
+        .unwrap_or("");
+    (side, lobe)
+}
+
+/// Case `index` of the cohort of `seed`: a build, and up to three nodules (solid or ground-glass,
+/// 4–30 mm) in lung, each wholly inside a lung, apart from each other and within the scanned range.
+/// Deterministic from (seed, index).
+pub fn ct_case(seed: u64, index: u64, opts: &CtOptions) -> CtCase {
+    let case_seed = seed
+        .wrapping_mul(1_000_003)
+        .wrapping_add(index)
+        .wrapping_add(0x00C7_0000_0000);
+    let mut rng = ChaCha8Rng::seed_from_u64(case_seed ^ 0x5EED);
+    let anatomy = Anatomy {
+        width: rng.random_range(0.88..1.08),
+        depth: rng.random_range(0.88..1.1),
+        noise_hu: rng.random_range(4.0..10.0),
+    };
+    let count = if rng.random_bool(0.3) {
+        0
+    } else {
+        rng.random_range(1..=3)
+    };
+    let half_z = opts.slices as f64 * opts.slice_mm / 2.0;
+    let lung = |x: f64, y: f64, z: f64| hu(x, y, z, &Anatomy::default(), &[], &[]) == -850.0;
+    let mut lesions: Vec<Lesion> = Vec::new();
+    for _ in 0..count {
+        let solid = rng.random_bool(0.7);
+        let diameter = if solid {
+            rng.random_range(4.0..30.0f64)
+        } else {
+            rng.random_range(6.0..30.0f64)
+        }
+        .round();
+        let r = diameter / 2.0;
+        for _ in 0..400 {
+            let side = if rng.random_bool(0.5) { -1.0 } else { 1.0 };
+            let t = [
+                side * rng.random_range(40.0..140.0),
+                rng.random_range(-80.0..90.0),
+                rng.random_range(-70.0..120.0),
+            ];
+            // The whole sphere (its centre and six poles, 2 mm beyond) in template lung.
+            let inside = [
+                [0.0, 0.0, 0.0],
+                [1.0, 0.0, 0.0],
+                [-1.0, 0.0, 0.0],
+                [0.0, 1.0, 0.0],
+                [0.0, -1.0, 0.0],
+                [0.0, 0.0, 1.0],
+                [0.0, 0.0, -1.0],
+            ]
+            .iter()
+            .all(|d| {
+                lung(
+                    t[0] + d[0] * (r + 2.0),
+                    t[1] + d[1] * (r + 2.0),
+                    t[2] + d[2] * (r + 2.0),
+                )
+            });
+            let centre = [t[0] * anatomy.width, t[1] * anatomy.depth, t[2]];
+            let apart = lesions.iter().all(|l| {
+                let d: f64 = (0..3)
+                    .map(|k| (l.center_mm[k] - centre[k]).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                d > l.diameter_mm / 2.0 + r + 5.0
+            });
+            if inside && apart && centre[2].abs() + r < half_z - opts.slice_mm {
+                lesions.push(Lesion {
+                    kind: if solid {
+                        "solid nodule"
+                    } else {
+                        "ground-glass nodule"
+                    },
+                    location: lobe_at(t[0], t[1], t[2]),
+                    center_mm: centre,
+                    diameter_mm: diameter,
+                    hu: if solid {
+                        rng.random_range(20.0..50.0f64).round()
+                    } else {
+                        rng.random_range(-650.0..-450.0f64).round()
+                    },
+                });
+                break;
+            }
+        }
+    }
+    CtCase {
+        seed: case_seed,
+        anatomy,
+        lesions,
+    }
+}
+
+/// A radiologist's report of a case: each nodule with its size, lobe and images, an impression, and
+/// the pertinent negatives.
+fn case_report(ls: &[Lesion], slices_of: &dyn Fn(usize) -> Vec<usize>) -> String {
+    let images = |i: usize| {
+        let s = slices_of(i);
+        match (s.first(), s.last()) {
+            (Some(a), Some(b)) if a != b => format!("images {a}–{b}"),
+            (Some(a), _) => format!("image {a}"),
+            _ => "no image".into(),
+        }
+    };
+    let mut findings = String::from("FINDINGS:\nLungs: ");
+    let mut impression = String::from("IMPRESSION:\n");
+    if ls.is_empty() {
+        findings += "The lungs are clear. No pulmonary nodule or mass.";
+        impression += "1. No pulmonary nodule.";
+    } else {
+        let parts: Vec<String> = ls
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                format!(
+                    "A {:.0} mm {} in the {} ({}).",
+                    l.diameter_mm,
+                    l.kind,
+                    l.location,
+                    images(i)
+                )
+            })
+            .collect();
+        findings += &parts.join(" ");
+        for (i, l) in ls.iter().enumerate() {
+            impression += &format!(
+                "{}. {:.0} mm {}, {}.\n",
+                i + 1,
+                l.diameter_mm,
+                l.kind,
+                l.location
+            );
+        }
+    }
+    findings += "\nPleura: No pleural effusion. No pneumothorax.\n";
+    format!("{findings}{}\n", impression.trim_end())
+}
+
+/// Writes cases `first .. first + count` of the cohort of `opts.seed` into `out`, one folder each
+/// (`PHANTOM-CT-<seed>-<index>`), every one a series as the demo's (`CT0001.dcm`…, `seg.dcm`,
+/// `truth.json`) plus `report.txt`; `truth.json` also gives each lesion's side and lobe and the case's
+/// build. Returns each case's folder and lesions.
+pub fn write_ct_cohort(
+    out: &Path,
+    opts: &CtOptions,
+    first: u64,
+    count: u64,
+) -> Result<Vec<(std::path::PathBuf, Vec<Lesion>)>> {
+    let mut written = Vec::new();
+    for index in first..first + count {
+        let case = ct_case(opts.seed, index, opts);
+        let name = format!("PHANTOM-CT-{}-{index:04}", opts.seed);
+        let dir = out.join(&name);
+        write_case(&dir, opts, &case, &name, true)?;
+        written.push((dir, case.lesions));
+    }
+    Ok(written)
+}
+
 fn ell(x: f64, y: f64, cx: f64, cy: f64, rx: f64, ry: f64) -> f64 {
     ((x - cx) / rx).powi(2) + ((y - cy) / ry).powi(2)
 }
@@ -153,12 +372,15 @@ fn seg_dist2(p: [f64; 3], v: &Vessel) -> f64 {
 }
 
 /// Hounsfield units at patient point (x, y, z), without noise.
-fn hu(x: f64, y: f64, z: f64, vs: &[Vessel], ls: &[Lesion]) -> f64 {
+fn hu(x: f64, y: f64, z: f64, a: &Anatomy, vs: &[Vessel], ls: &[Lesion]) -> f64 {
+    // Lesions are placed in patient coordinates; the body is the template's, scaled.
+    let (px, py) = (x, y);
+    let (x, y) = (x / a.width, y / a.depth);
     let body = ell(x, y, 0.0, 0.0, 165.0, 118.0);
     if body > 1.0 {
         return -1000.0;
     }
-    if let Some(l) = ls.iter().find(|l| l.contains(x, y, z)) {
+    if let Some(l) = ls.iter().find(|l| l.contains(px, py, z)) {
         return l.hu;
     }
     // Subcutaneous fat, then muscle.
@@ -273,10 +495,32 @@ fn lesion_codes(l: &Lesion) -> (dicom_out::Code, dicom_out::Code) {
     }
 }
 
-/// Writes the series into `dir` as `CT0001.dcm`… (explicit VR little endian, unsigned with intercept
-/// −1024 as most scanners store CT), the lesions' masks as `seg.dcm` (one frame per lesion and slice it
-/// crosses) and `truth.json` with the lesions. Returns the lesions.
+/// Writes the demo series into `dir` as `CT0001.dcm`… (explicit VR little endian, unsigned with
+/// intercept −1024 as most scanners store CT), the lesions' masks as `seg.dcm` (one frame per lesion
+/// and slice it crosses) and `truth.json` with the lesions. Returns the lesions.
 pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
+    let case = CtCase {
+        seed: opts.seed,
+        anatomy: Anatomy::default(),
+        lesions: lesions(),
+    };
+    write_case(
+        dir,
+        opts,
+        &case,
+        &format!("PHANTOM-CT-{}", opts.seed),
+        false,
+    )?;
+    Ok(case.lesions)
+}
+
+fn write_case(
+    dir: &Path,
+    opts: &CtOptions,
+    case: &CtCase,
+    patient: &str,
+    cohort: bool,
+) -> Result<()> {
     if !(16..=2048).contains(&opts.size) || !(1..=1024).contains(&opts.slices) {
         return Err(crate::Error::Input(format!(
             "a CT of {}² × {} slices is outside 16–2048 pixels and 1–1024 slices",
@@ -289,13 +533,17 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
         ));
     }
     let dir = dicom_out::ensure_dir(dir)?;
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let mut rng = ChaCha8Rng::seed_from_u64(case.seed);
     let vs = vessels(&mut rng);
-    let ls = lesions();
-    let seed = opts.seed;
+    let ls = &case.lesions;
+    let seed = case.seed;
+    let a = &case.anatomy;
     let ids = StudyIds {
-        patient_name: format!("SYNTHETIC^PHANTOM CT {seed}"),
-        patient_id: format!("PHANTOM-CT-{seed}"),
+        patient_name: format!(
+            "SYNTHETIC^{}",
+            patient.replace("PHANTOM-CT-", "PHANTOM CT ")
+        ),
+        patient_id: patient.to_string(),
         sex: "O",
         birth_date: "19700101".into(),
         study_uid: uid(&[seed, 0xC7, 1]),
@@ -318,8 +566,9 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
             let y = (r as f64 + 0.5 - half) * opts.pixel_mm;
             for c in 0..n {
                 let x = (c as f64 + 0.5 - half) * opts.pixel_mm;
-                let g: f64 = (0..4).map(|_| noise.random_range(-1.0..1.0)).sum::<f64>() * 6.0;
-                let v = hu(x, y, z, &vs, &ls) + g + 1024.0;
+                let g: f64 =
+                    (0..4).map(|_| noise.random_range(-1.0..1.0)).sum::<f64>() * a.noise_hu;
+                let v = hu(x, y, z, a, &vs, ls) + g + 1024.0;
                 px.push(v.round().clamp(0.0, 4095.0) as u16);
             }
         }
@@ -423,24 +672,27 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
             mask: &m.mask,
         })
         .collect();
-    dicom_out::write_seg(
-        &dir.join("seg.dcm"),
-        &ids,
-        &dicom_out::SegObject {
-            size: n,
-            pixel_mm: opts.pixel_mm,
-            series_uid: uid(&[seed, 0xC7, 4]),
-            sop_uid: uid(&[seed, 0xC7, 5]),
-            source_series: series.clone(),
-            volume: Some(dicom_out::SegVolume {
-                frame_of_reference: frame_of_ref.clone(),
-                orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
-                slice_mm: opts.slice_mm,
-            }),
-            segments,
-            frames,
-        },
-    )?;
+    // A normal series has no segment to write.
+    if !ls.is_empty() {
+        dicom_out::write_seg(
+            &dir.join("seg.dcm"),
+            &ids,
+            &dicom_out::SegObject {
+                size: n,
+                pixel_mm: opts.pixel_mm,
+                series_uid: uid(&[seed, 0xC7, 4]),
+                sop_uid: uid(&[seed, 0xC7, 5]),
+                source_series: series.clone(),
+                volume: Some(dicom_out::SegVolume {
+                    frame_of_reference: frame_of_ref.clone(),
+                    orientation: [1.0, 0.0, 0.0, 0.0, 1.0, 0.0],
+                    slice_mm: opts.slice_mm,
+                }),
+                segments,
+                frames,
+            },
+        )?;
+    }
     let lesion_truth: Vec<serde_json::Value> = ls
         .iter()
         .enumerate()
@@ -457,7 +709,7 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
             v
         })
         .collect();
-    let truth = serde_json::json!({
+    let mut truth = serde_json::json!({
         "generator": "radclip phantom ct",
         "generator_version": crate::GENERATOR_VERSION,
         "seed": seed,
@@ -465,9 +717,28 @@ pub fn write_ct_series(dir: &Path, opts: &CtOptions) -> Result<Vec<Lesion>> {
         "rows": n, "columns": n, "slices": opts.slices,
         "pixel_spacing_mm": opts.pixel_mm, "slice_spacing_mm": opts.slice_mm,
         "coordinates": "DICOM patient (LPS) mm; slice 1 is the most superior",
-        "segmentation": "seg.dcm",
+        "segmentation": if ls.is_empty() { serde_json::Value::Null } else { "seg.dcm".into() },
         "lesions": lesion_truth,
     });
+    if cohort {
+        truth["anatomy"] = serde_json::json!(a);
+        truth["report"] = serde_json::json!("report.txt");
+        if let Some(list) = truth["lesions"].as_array_mut() {
+            for (v, l) in list.iter_mut().zip(ls.iter()) {
+                let (side, lobe) = side_and_lobe(l.location);
+                v["side"] = serde_json::json!(side);
+                v["lobe"] = serde_json::json!(lobe);
+            }
+        }
+        let slices_of = |i: usize| -> Vec<usize> {
+            masks
+                .iter()
+                .filter(|m| m.lesion == i)
+                .map(|m| m.slice + 1)
+                .collect()
+        };
+        dicom_out::write_text(&dir.join("report.txt"), &case_report(ls, &slices_of))?;
+    }
     dicom_out::write_text(&dir.join("truth.json"), &format!("{truth:#}\n"))?;
-    Ok(ls)
+    Ok(())
 }

@@ -398,6 +398,14 @@ enum PhantomWhat {
         out: PathBuf,
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// A cohort: this many chest CT series, one folder each (PHANTOM-CT-<seed>-<index>), each a
+        /// build and 0–3 nodules of its own with truth.json, seg.dcm and report.txt; without it, the
+        /// demo series (fixed lesions).
+        #[arg(long)]
+        count: Option<u64>,
+        /// The cohort's first index.
+        #[arg(long, default_value_t = 0)]
+        first: u64,
         #[arg(long, default_value_t = 256)]
         size: usize,
         #[arg(long, default_value_t = 64)]
@@ -875,6 +883,8 @@ fn phantom(what: PhantomWhat) -> anyhow::Result<()> {
         PhantomWhat::Ct {
             out,
             seed,
+            count,
+            first,
             size,
             slices,
         } => {
@@ -886,6 +896,17 @@ fn phantom(what: PhantomWhat) -> anyhow::Result<()> {
                 pixel_mm: 358.4 / size as f64,
                 ..Default::default()
             };
+            if let Some(count) = count {
+                let cases = radclip_phantom::ct::write_ct_cohort(&out, &opts, first, count)?;
+                let with = cases.iter().filter(|(_, l)| !l.is_empty()).count();
+                println!(
+                    "wrote {} CT series ({with} with nodules, {} normal) to {}",
+                    cases.len(),
+                    cases.len() - with,
+                    out.display()
+                );
+                return Ok(());
+            }
             let lesions = radclip_phantom::ct::write_ct_series(&out, &opts)?;
             println!(
                 "wrote {slices} slices with {} lesions to {}",
