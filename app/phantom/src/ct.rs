@@ -35,7 +35,8 @@ impl Default for CtOptions {
     }
 }
 
-/// A lesion of the phantom: a sphere, so its mask is exact from these numbers.
+/// A finding of the phantom: a sphere (a nodule, a cyst), so its mask is exact from these numbers; or
+/// a layer of one lung's pleural space (`layer`: fluid behind, air in front), exact from its bounds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Lesion {
     pub kind: &'static str,
@@ -44,11 +45,31 @@ pub struct Lesion {
     pub center_mm: [f64; 3],
     pub diameter_mm: f64,
     pub hu: f64,
+    /// For a pleural effusion or pneumothorax: the part of one lung it replaces.
+    #[serde(skip)]
+    pub layer: Option<Layer>,
+}
+
+/// The part of a lung (template coordinates, front-to-back band `from_y..to_y`) a layer fills; the
+/// build's scale maps patient points to the template.
+#[derive(Debug, Clone, Copy)]
+pub struct Layer {
+    pub side: f64,
+    pub from_y: f64,
+    pub to_y: f64,
+    pub width: f64,
+    pub depth: f64,
 }
 
 impl Lesion {
     /// Whether patient point (x, y, z) mm is inside the lesion: the one test the image and the SEG share.
     fn contains(&self, x: f64, y: f64, z: f64) -> bool {
+        if let Some(l) = &self.layer {
+            let (tx, ty) = (x / l.width, y / l.depth);
+            return tx * l.side > 0.0
+                && (l.from_y..=l.to_y).contains(&ty)
+                && hu(tx, ty, z, &Anatomy::default(), &[], &[]) == -850.0;
+        }
         let c = self.center_mm;
         let r = self.diameter_mm / 2.0;
         (x - c[0]).powi(2) + (y - c[1]).powi(2) + (z - c[2]).powi(2) <= r * r
@@ -64,6 +85,7 @@ pub fn lesions() -> Vec<Lesion> {
             center_mm: [-70.0, -10.0, 62.0],
             diameter_mm: 12.0,
             hu: 30.0,
+            layer: None,
         },
         Lesion {
             kind: "solid nodule",
@@ -71,6 +93,7 @@ pub fn lesions() -> Vec<Lesion> {
             center_mm: [78.0, 25.0, -22.0],
             diameter_mm: 20.0,
             hu: 40.0,
+            layer: None,
         },
         Lesion {
             kind: "ground-glass nodule",
@@ -78,6 +101,7 @@ pub fn lesions() -> Vec<Lesion> {
             center_mm: [-88.0, 15.0, 2.0],
             diameter_mm: 18.0,
             hu: -550.0,
+            layer: None,
         },
         Lesion {
             kind: "cyst",
@@ -85,6 +109,7 @@ pub fn lesions() -> Vec<Lesion> {
             center_mm: [-65.0, -5.0, -100.0],
             diameter_mm: 30.0,
             hu: 8.0,
+            layer: None,
         },
     ]
 }
@@ -173,6 +198,47 @@ pub fn ct_case(seed: u64, index: u64, opts: &CtOptions) -> CtCase {
     let half_z = opts.slices as f64 * opts.slice_mm / 2.0;
     let lung = |x: f64, y: f64, z: f64| hu(x, y, z, &Anatomy::default(), &[], &[]) == -850.0;
     let mut lesions: Vec<Lesion> = Vec::new();
+    // Pleural layers first (the nodules keep out of them): fluid in the back of a lung (supine),
+    // air in front of one. The template lungs reach y = −87 in front and y = 97 behind.
+    let layer = |kind: &'static str, behind: bool, depth_mm: f64, hu: f64, rng: &mut ChaCha8Rng| {
+        let side = if rng.random_bool(0.5) { -1.0 } else { 1.0 };
+        let (from_y, to_y) = if behind {
+            (97.0 - depth_mm, 200.0)
+        } else {
+            (-200.0, -87.0 + depth_mm)
+        };
+        let mid_y = if behind {
+            97.0 - depth_mm / 2.0
+        } else {
+            -87.0 + depth_mm / 2.0
+        };
+        Lesion {
+            kind,
+            location: if side < 0.0 {
+                "right pleural space"
+            } else {
+                "left pleural space"
+            },
+            center_mm: [side * 80.0 * anatomy.width, mid_y * anatomy.depth, 5.0],
+            diameter_mm: depth_mm,
+            hu,
+            layer: Some(Layer {
+                side,
+                from_y,
+                to_y,
+                width: anatomy.width,
+                depth: anatomy.depth,
+            }),
+        }
+    };
+    if rng.random_bool(0.25) {
+        let depth = rng.random_range(15.0..50.0f64).round();
+        lesions.push(layer("pleural effusion", true, depth, 10.0, &mut rng));
+    }
+    if rng.random_bool(0.15) {
+        let depth = rng.random_range(8.0..30.0f64).round();
+        lesions.push(layer("pneumothorax", false, depth, -1000.0, &mut rng));
+    }
     for _ in 0..count {
         let solid = rng.random_bool(0.7);
         let diameter = if solid {
@@ -209,6 +275,18 @@ pub fn ct_case(seed: u64, index: u64, opts: &CtOptions) -> CtCase {
             });
             let centre = [t[0] * anatomy.width, t[1] * anatomy.depth, t[2]];
             let apart = lesions.iter().all(|l| {
+                if l.layer.is_some() {
+                    // Clear of the layer: none of its poles in it.
+                    return [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0], [0.0, 0.0]]
+                        .iter()
+                        .all(|d| {
+                            !l.contains(
+                                centre[0] + d[0] * (r + 3.0),
+                                centre[1] + d[1] * (r + 3.0),
+                                centre[2],
+                            )
+                        });
+                }
                 let d: f64 = (0..3)
                     .map(|k| (l.center_mm[k] - centre[k]).powi(2))
                     .sum::<f64>()
@@ -230,6 +308,7 @@ pub fn ct_case(seed: u64, index: u64, opts: &CtOptions) -> CtCase {
                     } else {
                         rng.random_range(-650.0..-450.0f64).round()
                     },
+                    layer: None,
                 });
                 break;
             }
@@ -253,38 +332,65 @@ fn case_report(ls: &[Lesion], slices_of: &dyn Fn(usize) -> Vec<usize>) -> String
             _ => "no image".into(),
         }
     };
-    let mut findings = String::from("FINDINGS:\nLungs: ");
-    let mut impression = String::from("IMPRESSION:\n");
-    if ls.is_empty() {
-        findings += "The lungs are clear. No pulmonary nodule or mass.";
-        impression += "1. No pulmonary nodule.";
-    } else {
-        let parts: Vec<String> = ls
-            .iter()
-            .enumerate()
-            .map(|(i, l)| {
-                format!(
-                    "A {:.0} mm {} in the {} ({}).",
-                    l.diameter_mm,
-                    l.kind,
-                    l.location,
-                    images(i)
-                )
-            })
-            .collect();
-        findings += &parts.join(" ");
-        for (i, l) in ls.iter().enumerate() {
-            impression += &format!(
-                "{}. {:.0} mm {}, {}.\n",
-                i + 1,
-                l.diameter_mm,
+    let side = |l: &Lesion| side_and_lobe(l.location).0;
+    let grade = |l: &Lesion| match (l.kind, l.diameter_mm) {
+        ("pleural effusion", d) if d < 25.0 => "Small",
+        ("pleural effusion", d) if d < 40.0 => "Moderate",
+        ("pleural effusion", _) => "Large",
+        (_, d) if d < 15.0 => "Small",
+        _ => "Moderate",
+    };
+    let mut impression: Vec<String> = Vec::new();
+    let nodules: Vec<String> = ls
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| l.layer.is_none())
+        .map(|(i, l)| {
+            impression.push(format!(
+                "{:.0} mm {}, {}.",
+                l.diameter_mm, l.kind, l.location
+            ));
+            // "An 8 mm", "an 11 mm", "an 18 mm", "an 80 mm": as the number is said.
+            let n = format!("{:.0}", l.diameter_mm);
+            let an = n.starts_with('8') || n == "11" || n == "18";
+            format!(
+                "{} {n} mm {} in the {} ({}).",
+                if an { "An" } else { "A" },
                 l.kind,
-                l.location
-            );
+                l.location,
+                images(i)
+            )
+        })
+        .collect();
+    let lungs = if nodules.is_empty() {
+        "The lungs are clear. No pulmonary nodule or mass.".to_string()
+    } else {
+        nodules.join(" ")
+    };
+    let mut pleura = Vec::new();
+    for kind in ["pleural effusion", "pneumothorax"] {
+        match ls.iter().find(|l| l.kind == kind) {
+            Some(l) => {
+                let s = format!("{} {} {kind}", grade(l), side(l));
+                pleura.push(format!("{s}."));
+                impression.push(format!("{s}."));
+            }
+            None => pleura.push(format!("No {kind}.")),
         }
     }
-    findings += "\nPleura: No pleural effusion. No pneumothorax.\n";
-    format!("{findings}{}\n", impression.trim_end())
+    if impression.is_empty() {
+        impression.push("No pulmonary nodule.".into());
+    }
+    let impression: Vec<String> = impression
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("{}. {s}", i + 1))
+        .collect();
+    format!(
+        "FINDINGS:\nLungs: {lungs}\nPleura: {}\nIMPRESSION:\n{}\n",
+        pleura.join(" "),
+        impression.join("\n")
+    )
 }
 
 /// Writes cases `first .. first + count` of the cohort of `opts.seed` into `out`, one folder each
@@ -490,6 +596,10 @@ fn lesion_codes(l: &Lesion) -> (dicom_out::Code, dicom_out::Code) {
     let abnormal = dicom_out::MORPHOLOGICALLY_ABNORMAL;
     if l.kind == "cyst" {
         (abnormal, ("441457006", "SCT", "Cyst"))
+    } else if l.kind == "pleural effusion" {
+        (abnormal, ("60046008", "SCT", "Pleural effusion"))
+    } else if l.kind == "pneumothorax" {
+        (abnormal, ("36118008", "SCT", "Pneumothorax"))
     } else {
         (abnormal, ("27925004", "SCT", "Nodule"))
     }
@@ -575,7 +685,7 @@ fn write_case(
         let sop = uid(&[seed, 0xC7, 100 + s as u64]);
         let origin = -half * opts.pixel_mm + opts.pixel_mm / 2.0;
         for (li, l) in ls.iter().enumerate() {
-            if (z - l.center_mm[2]).abs() > l.diameter_mm / 2.0 {
+            if l.layer.is_none() && (z - l.center_mm[2]).abs() > l.diameter_mm / 2.0 {
                 continue;
             }
             // The pixel centres `hu` was sampled at.
@@ -727,7 +837,19 @@ fn write_case(
             for (v, l) in list.iter_mut().zip(ls.iter()) {
                 let (side, lobe) = side_and_lobe(l.location);
                 v["side"] = serde_json::json!(side);
-                v["lobe"] = serde_json::json!(lobe);
+                v["lobe"] = if lobe.is_empty() {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::json!(lobe)
+                };
+                // A layer has a depth (mm from the back or front of the lung), not a centre and diameter.
+                if l.layer.is_some()
+                    && let Some(o) = v.as_object_mut()
+                {
+                    o.remove("center_mm");
+                    o.remove("diameter_mm");
+                    o.insert("depth_mm".into(), serde_json::json!(l.diameter_mm));
+                }
             }
         }
         let slices_of = |i: usize| -> Vec<usize> {

@@ -900,7 +900,7 @@ fn phantom(what: PhantomWhat) -> anyhow::Result<()> {
                 let cases = radclip_phantom::ct::write_ct_cohort(&out, &opts, first, count)?;
                 let with = cases.iter().filter(|(_, l)| !l.is_empty()).count();
                 println!(
-                    "wrote {} CT series ({with} with nodules, {} normal) to {}",
+                    "wrote {} CT series ({with} with findings, {} normal) to {}",
                     cases.len(),
                     cases.len() - with,
                     out.display()

@@ -1,7 +1,8 @@
-//! `radclip phantom ct --count N`: a cohort of chest CT phantoms, each its own build and nodules. Checked
-//! against its own truth through the DICOM reader: every nodule's HU at its centre, lung around it,
-//! the images it spans, the SEG's frames, the report's sentences; normal cases carry no SEG; the same
-//! seed writes the same bytes.
+//! `radclip phantom ct --count N`: a cohort of chest CT phantoms, each its own build and findings.
+//! Checked against its own truth through the DICOM reader: every nodule's HU at its centre, lung
+//! around it, the images it spans; an effusion's or pneumothorax's HU where its SEG frame marks it;
+//! the SEG's frames and the report's sentences; normal cases carry no SEG; the same seed writes the
+//! same bytes.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::Path;
@@ -17,7 +18,7 @@ fn phantom(out: &Path) {
             "--seed",
             "7",
             "--count",
-            "8",
+            "12",
             "--size",
             "128",
             "--slices",
@@ -51,6 +52,7 @@ fn a_ct_cohort_matches_its_truth() {
     phantom(&b);
     let mut normal = 0;
     let mut nodules = 0;
+    let mut layers = 0;
     for case in std::fs::read_dir(&a).unwrap() {
         let dir = case.unwrap().path();
         let name = dir.file_name().unwrap().to_owned();
@@ -75,7 +77,54 @@ fn a_ct_cohort_matches_its_truth() {
         }
         let seg = radclip_dicom::seg::Segmentation::read(&dir.join("seg.dcm")).unwrap();
         let mut spanned = 0;
-        for l in lesions {
+        let tree = radclip_dicom::scan(&dir).unwrap();
+        let series = tree.series().find(|s| s.is_image()).unwrap();
+        for (k, l) in lesions.iter().enumerate() {
+            let slices: Vec<u64> = l["slices"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            spanned += slices.len();
+            assert!(slices.windows(2).all(|w| w[1] == w[0] + 1), "{slices:?}");
+            let kind = l["kind"].as_str().unwrap();
+            let location = l["location"].as_str().unwrap();
+            let want = l["hu"].as_f64().unwrap();
+            if kind == "pleural effusion" || kind == "pneumothorax" {
+                layers += 1;
+                let side = l["side"].as_str().unwrap();
+                assert!(location.starts_with(side) && l["lobe"].is_null());
+                assert!(l["depth_mm"].as_f64().unwrap() > 0.0);
+                assert!(
+                    report.contains(&format!("{side} {kind}.")),
+                    "{kind} not in {report}"
+                );
+                // The image holds the layer's HU where its SEG frame says it is.
+                let frame = seg
+                    .frames
+                    .iter()
+                    .filter(|f| usize::from(f.segment) == k + 1)
+                    .nth(slices.len() / 2)
+                    .unwrap();
+                let at = frame.mask.iter().position(|m| *m).unwrap();
+                let inst = series
+                    .instances
+                    .iter()
+                    .find(|i| Some(&*i.sop_instance_uid) == frame.source.as_deref())
+                    .unwrap();
+                let image = radclip_dicom::pixel::decode_image_file(&inst.path)
+                    .unwrap()
+                    .swap_remove(0);
+                let got = image
+                    .value_at((at / 128) as u32, (at % 128) as u32)
+                    .unwrap();
+                assert!(
+                    (got - want).abs() < 45.0,
+                    "{name:?}: {got} HU in a {want} HU {kind}"
+                );
+                continue;
+            }
             nodules += 1;
             let c: Vec<f64> = l["center_mm"]
                 .as_array()
@@ -84,15 +133,7 @@ fn a_ct_cohort_matches_its_truth() {
                 .map(|v| v.as_f64().unwrap())
                 .collect();
             let d = l["diameter_mm"].as_f64().unwrap();
-            let slices: Vec<u64> = l["slices"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap())
-                .collect();
-            spanned += slices.len();
-            // Contiguous images, as many as a sphere of this size crosses 4-mm slices.
-            assert!(slices.windows(2).all(|w| w[1] == w[0] + 1), "{slices:?}");
+            // As many images as a sphere of this size crosses 4-mm slices.
             let expect = d / 4.0;
             assert!(
                 (slices.len() as f64 - expect).abs() <= 1.5,
@@ -101,7 +142,6 @@ fn a_ct_cohort_matches_its_truth() {
             );
             // Its HU at the centre, on its middle image; lung a few mm beyond its edge.
             let mid = slices[slices.len() / 2];
-            let want = l["hu"].as_f64().unwrap();
             let got = hu_at(&dir, mid, c[0], c[1]);
             assert!(
                 (got - want).abs() < 45.0,
@@ -114,7 +154,6 @@ fn a_ct_cohort_matches_its_truth() {
                 .count();
             assert!(lung >= 3, "{name:?}: lung on {lung} of 4 sides of a nodule");
             // Side and lobe as the location says; the report states size, kind and lobe.
-            let location = l["location"].as_str().unwrap();
             assert_eq!(
                 format!(
                     "{} {} lobe",
@@ -123,21 +162,18 @@ fn a_ct_cohort_matches_its_truth() {
                 ),
                 location
             );
-            let sentence = format!(
-                "{d:.0} mm {} in the {location}",
-                l["kind"].as_str().unwrap()
-            );
+            let sentence = format!("{d:.0} mm {kind} in the {location}");
             assert!(report.contains(&sentence), "{sentence:?} not in {report}");
         }
         assert_eq!(
             seg.frames.len(),
             spanned,
-            "one SEG frame per nodule and image"
+            "one SEG frame per finding and image"
         );
         assert_eq!(seg.segments.len(), lesions.len());
     }
     assert!(
-        normal >= 1 && nodules >= 5,
-        "{normal} normal cases, {nodules} nodules"
+        normal >= 1 && nodules >= 5 && layers >= 1,
+        "{normal} normal cases, {nodules} nodules, {layers} effusions and pneumothoraces"
     );
 }
