@@ -48,6 +48,10 @@ pub struct Lesion {
     /// For a pleural effusion or pneumothorax: the part of one lung it replaces.
     #[serde(skip)]
     pub layer: Option<Layer>,
+    /// For consolidation or emphysema: the sphere only where it is lung (the build's width and depth
+    /// scale patient points to the template's).
+    #[serde(skip)]
+    pub lung_only: Option<(f64, f64)>,
 }
 
 /// The part of a lung (template coordinates, front-to-back band `from_y..to_y`) a layer fills; the
@@ -72,7 +76,11 @@ impl Lesion {
         }
         let c = self.center_mm;
         let r = self.diameter_mm / 2.0;
-        (x - c[0]).powi(2) + (y - c[1]).powi(2) + (z - c[2]).powi(2) <= r * r
+        let sphere = (x - c[0]).powi(2) + (y - c[1]).powi(2) + (z - c[2]).powi(2) <= r * r;
+        match self.lung_only {
+            Some((w, d)) => sphere && hu(x / w, y / d, z, &Anatomy::default(), &[], &[]) == -850.0,
+            None => sphere,
+        }
     }
 }
 
@@ -86,6 +94,7 @@ pub fn lesions() -> Vec<Lesion> {
             diameter_mm: 12.0,
             hu: 30.0,
             layer: None,
+            lung_only: None,
         },
         Lesion {
             kind: "solid nodule",
@@ -94,6 +103,7 @@ pub fn lesions() -> Vec<Lesion> {
             diameter_mm: 20.0,
             hu: 40.0,
             layer: None,
+            lung_only: None,
         },
         Lesion {
             kind: "ground-glass nodule",
@@ -102,6 +112,7 @@ pub fn lesions() -> Vec<Lesion> {
             diameter_mm: 18.0,
             hu: -550.0,
             layer: None,
+            lung_only: None,
         },
         Lesion {
             kind: "cyst",
@@ -110,6 +121,7 @@ pub fn lesions() -> Vec<Lesion> {
             diameter_mm: 30.0,
             hu: 8.0,
             layer: None,
+            lung_only: None,
         },
     ]
 }
@@ -229,6 +241,7 @@ pub fn ct_case(seed: u64, index: u64, opts: &CtOptions) -> CtCase {
                 width: anatomy.width,
                 depth: anatomy.depth,
             }),
+            lung_only: None,
         }
     };
     if rng.random_bool(0.25) {
@@ -238,6 +251,49 @@ pub fn ct_case(seed: u64, index: u64, opts: &CtOptions) -> CtCase {
     if rng.random_bool(0.15) {
         let depth = rng.random_range(8.0..30.0f64).round();
         lesions.push(layer("pneumothorax", false, depth, -1000.0, &mut rng));
+    }
+    // Consolidation (dense lung, anywhere) and emphysema (lucent lung, in an upper lobe): a sphere of
+    // lung around a point of it.
+    for (kind, p, radius, hu_value, upper) in [
+        ("consolidation", 0.15, 20.0..35.0f64, 35.0, false),
+        ("emphysema", 0.15, 25.0..40.0, -950.0, true),
+    ] {
+        if !rng.random_bool(p) {
+            continue;
+        }
+        let r: f64 = rng.random_range(radius).round();
+        for _ in 0..400 {
+            let side = if rng.random_bool(0.5) { -1.0 } else { 1.0 };
+            let t = [
+                side * rng.random_range(50.0..130.0),
+                rng.random_range(-70.0..80.0),
+                if upper {
+                    rng.random_range(40.0..110.0)
+                } else {
+                    rng.random_range(-60.0..110.0)
+                },
+            ];
+            let centre = [t[0] * anatomy.width, t[1] * anatomy.depth, t[2]];
+            let apart = lesions.iter().all(|l| {
+                let d: f64 = (0..3)
+                    .map(|k| (l.center_mm[k] - centre[k]).powi(2))
+                    .sum::<f64>()
+                    .sqrt();
+                l.layer.is_some() || d > l.diameter_mm / 2.0 + r + 5.0
+            });
+            if lung(t[0], t[1], t[2]) && apart && centre[2].abs() + r < half_z - opts.slice_mm {
+                lesions.push(Lesion {
+                    kind,
+                    location: lobe_at(t[0], t[1], t[2]),
+                    center_mm: centre,
+                    diameter_mm: 2.0 * r,
+                    hu: hu_value,
+                    layer: None,
+                    lung_only: Some((anatomy.width, anatomy.depth)),
+                });
+                break;
+            }
+        }
     }
     for _ in 0..count {
         let solid = rng.random_bool(0.7);
@@ -309,6 +365,7 @@ pub fn ct_case(seed: u64, index: u64, opts: &CtOptions) -> CtCase {
                         rng.random_range(-650.0..-450.0f64).round()
                     },
                     layer: None,
+                    lung_only: None,
                 });
                 break;
             }
@@ -346,6 +403,11 @@ fn case_report(ls: &[Lesion], slices_of: &dyn Fn(usize) -> Vec<usize>) -> String
         .enumerate()
         .filter(|(_, l)| l.layer.is_none())
         .map(|(i, l)| {
+            if l.lung_only.is_some() {
+                let kind = format!("{}{}", l.kind[..1].to_uppercase(), &l.kind[1..]);
+                impression.push(format!("{kind}, {}.", l.location));
+                return format!("{kind} in the {} ({}).", l.location, images(i));
+            }
             impression.push(format!(
                 "{:.0} mm {}, {}.",
                 l.diameter_mm, l.kind, l.location
@@ -600,6 +662,10 @@ fn lesion_codes(l: &Lesion) -> (dicom_out::Code, dicom_out::Code) {
         (abnormal, ("60046008", "SCT", "Pleural effusion"))
     } else if l.kind == "pneumothorax" {
         (abnormal, ("36118008", "SCT", "Pneumothorax"))
+    } else if l.kind == "consolidation" {
+        (abnormal, ("95436008", "SCT", "Lung consolidation"))
+    } else if l.kind == "emphysema" {
+        (abnormal, ("87433001", "SCT", "Pulmonary emphysema"))
     } else {
         (abnormal, ("27925004", "SCT", "Nodule"))
     }
