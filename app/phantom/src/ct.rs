@@ -188,9 +188,10 @@ pub fn side_and_lobe(location: &str) -> (&'static str, &'static str) {
     (side, lobe)
 }
 
-/// Case `index` of the cohort of `seed`: a build, and up to three nodules (solid or ground-glass,
-/// 4–30 mm) in lung, each wholly inside a lung, apart from each other and within the scanned range.
-/// Deterministic from (seed, index).
+/// Case `index` of the cohort of `seed`: a build; at times a pleural effusion, a pneumothorax,
+/// consolidation or emphysema; and up to three nodules (solid or ground-glass, 4–30 mm), each wholly
+/// inside a lung, clear of the other findings and within the scanned range. Deterministic from
+/// (seed, index).
 pub fn ct_case(seed: u64, index: u64, opts: &CtOptions) -> CtCase {
     let case_seed = seed
         .wrapping_mul(1_000_003)
