@@ -151,12 +151,7 @@ pub fn embed_series(
         )));
     }
     let n = series.frames.len();
-    let dim = engine
-        .encode_texts(&["x"])?
-        .dims()
-        .last()
-        .copied()
-        .unwrap_or(0);
+    let dim = engine.model.projection_dim;
     let mut out: Vec<Option<Vec<f32>>> = vec![None; n];
     let mut todo = Vec::new();
     for k in outward(n, first) {
